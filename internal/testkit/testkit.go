@@ -1,0 +1,33 @@
+// Package testkit holds helpers shared by Tabby's tests: skipping tests
+// that need root and the kernel, and throwaway network namespaces with
+// names unique to the test process, removed again by t.Cleanup.
+package testkit
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// EnvE2E is the environment variable that, set to "1", turns skips of
+// kernel tests into failures, so that CI cannot pass by skipping them.
+const EnvE2E = "TABBY_E2E"
+
+// RequireRoot skips the test unless it runs as root with the `ip` tool
+// installed. With TABBY_E2E=1 it fails the test instead of skipping it.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	var why string
+	if os.Geteuid() != 0 {
+		why = "needs root"
+	} else if _, err := exec.LookPath("ip"); err != nil {
+		why = "needs the ip tool (iproute2)"
+	}
+	if why == "" {
+		return
+	}
+	if os.Getenv(EnvE2E) == "1" {
+		t.Fatalf("%s, and %s=1 forbids skipping", why, EnvE2E)
+	}
+	t.Skip(why)
+}
