@@ -191,9 +191,12 @@ type ApplyOptions struct {
 // writer got in between. Objects equal to the stored ones are left alone.
 // Idempotent: applying the same objects again reports Unchanged.
 func (c *Client) Apply(ctx context.Context, objs []v1.Object, opts ApplyOptions) ([]ApplyResult, error) {
+	// With a resourceVersion precondition a conflict is the caller's to
+	// resolve. Decide before the first attempt: planOne rewrites metadata.
+	retry := !hasResourceVersion(objs)
 	for attempt := 0; ; attempt++ {
 		res, err := c.applyOnce(ctx, objs, opts)
-		if errors.Is(err, ErrConflict) && attempt < maxApplyRetries && !hasResourceVersion(objs) {
+		if errors.Is(err, ErrConflict) && retry && attempt < maxApplyRetries {
 			continue
 		}
 		return res, err
