@@ -7,6 +7,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // The Kubernetes API versions Tabby converts from.
@@ -19,114 +24,37 @@ const (
 // Kubernetes (Calico's value).
 const K8sNetworkPolicyOrder = 1000
 
-// k8sObjectMeta is the part of Kubernetes' ObjectMeta that Tabby reads,
-// plus the fields set by the API server, which are accepted and ignored
-// so that the output of "kubectl get -o yaml" decodes.
-type k8sObjectMeta struct {
-	Name        string            `json:"name"`
-	Namespace   string            `json:"namespace"`
-	Labels      map[string]string `json:"labels"`
-	Annotations map[string]string `json:"annotations"`
-
-	GenerateName      any `json:"generateName"`
-	UID               any `json:"uid"`
-	ResourceVersion   any `json:"resourceVersion"`
-	Generation        any `json:"generation"`
-	CreationTimestamp any `json:"creationTimestamp"`
-	DeletionTimestamp any `json:"deletionTimestamp"`
-	SelfLink          any `json:"selfLink"`
-	ManagedFields     any `json:"managedFields"`
-	OwnerReferences   any `json:"ownerReferences"`
-	Finalizers        any `json:"finalizers"`
-}
-
-// k8sNetworkPolicy is a Kubernetes networking.k8s.io/v1 NetworkPolicy.
-type k8sNetworkPolicy struct {
-	TypeMeta
-	Metadata k8sObjectMeta        `json:"metadata"`
-	Spec     k8sNetworkPolicySpec `json:"spec"`
-	Status   any                  `json:"status"`
-}
-
-type k8sNetworkPolicySpec struct {
-	PodSelector k8sLabelSelector `json:"podSelector"`
-	Ingress     []k8sIngressRule `json:"ingress"`
-	Egress      []k8sEgressRule  `json:"egress"`
-	PolicyTypes []PolicyType     `json:"policyTypes"`
-}
-
-type k8sIngressRule struct {
-	Ports []k8sPort `json:"ports"`
-	From  []k8sPeer `json:"from"`
-}
-
-type k8sEgressRule struct {
-	Ports []k8sPort `json:"ports"`
-	To    []k8sPeer `json:"to"`
-}
-
-type k8sPeer struct {
-	PodSelector       *k8sLabelSelector `json:"podSelector"`
-	NamespaceSelector *k8sLabelSelector `json:"namespaceSelector"`
-	IPBlock           *k8sIPBlock       `json:"ipBlock"`
-}
-
-type k8sIPBlock struct {
-	CIDR   string   `json:"cidr"`
-	Except []string `json:"except"`
-}
-
-type k8sPort struct {
-	Protocol *string `json:"protocol"`
-	Port     *Port   `json:"port"`
-	EndPort  *int32  `json:"endPort"`
-}
-
-type k8sLabelSelector struct {
-	MatchLabels      map[string]string        `json:"matchLabels"`
-	MatchExpressions []k8sSelectorRequirement `json:"matchExpressions"`
-}
-
-type k8sSelectorRequirement struct {
-	Key      string   `json:"key"`
-	Operator string   `json:"operator"`
-	Values   []string `json:"values"`
-}
-
-// k8sNamespace is a Kubernetes v1 Namespace; its spec (finalizers) and
-// status are ignored.
-type k8sNamespace struct {
-	TypeMeta
-	Metadata k8sObjectMeta `json:"metadata"`
-	Spec     any           `json:"spec"`
-	Status   any           `json:"status"`
-}
-
 // annotationLastApplied is kubectl's copy of the applied manifest, which
 // is not carried over to converted objects.
 const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
+// decodeKubernetes decodes a Kubernetes object into the types of
+// k8s.io/api and converts it. Unknown fields are errors, as everywhere;
+// the fields the API server sets in metadata (uid, resourceVersion,
+// managedFields, …) are checked against their types and then dropped, and
+// status, which the server alone writes, is ignored, so that the output
+// of "kubectl get -o yaml" decodes.
 func decodeKubernetes(apiVersion, kind string, m map[string]any) (Object, fieldErrors, error) {
 	switch {
 	case apiVersion == k8sNetworkingAPIVersion && kind == "NetworkPolicy":
-		var np k8sNetworkPolicy
-		fes, err := decodeStrict(&np, m, "unknown field")
+		var np networkingv1.NetworkPolicy
+		fes, err := decodeStrict(&np, withoutKey(m, "status"), "unknown field")
 		if err != nil || len(fes) > 0 {
 			return nil, fes, err
 		}
 		obj, fes := convertK8sNetworkPolicy(&np)
 		return obj, fes, nil
 	case apiVersion == k8sCoreAPIVersion && kind == "Namespace":
-		var ns k8sNamespace
-		fes, err := decodeStrict(&ns, m, "unknown field")
+		var ns corev1.Namespace
+		fes, err := decodeStrict(&ns, withoutKey(m, "status"), "unknown field")
 		if err != nil || len(fes) > 0 {
 			return nil, fes, err
 		}
 		return &Namespace{Metadata: ObjectMeta{
-			Name:        ns.Metadata.Name,
-			Namespace:   ns.Metadata.Namespace,
-			Labels:      ns.Metadata.Labels,
-			Annotations: withoutLastApplied(ns.Metadata.Annotations),
+			Name:        ns.Name,
+			Namespace:   ns.Namespace,
+			Labels:      ns.Labels,
+			Annotations: withoutLastApplied(ns.Annotations),
 		}}, nil, nil
 	}
 	return nil, nil, fmt.Errorf("%s kind %s is not supported by Tabby", apiVersion, kind)
@@ -144,21 +72,21 @@ func withoutLastApplied(a map[string]string) map[string]string {
 // convertK8sNetworkPolicy converts a Kubernetes NetworkPolicy into a Tabby
 // NetworkPolicy with the same meaning, as Calico does. Problems of the
 // Kubernetes policy are reported with its own field paths.
-func convertK8sNetworkPolicy(np *k8sNetworkPolicy) (*NetworkPolicy, fieldErrors) {
+func convertK8sNetworkPolicy(np *networkingv1.NetworkPolicy) (*NetworkPolicy, fieldErrors) {
 	var errs fieldErrors
 	sp := fieldPath("spec")
-	if np.Metadata.Name == "" {
+	if np.Name == "" {
 		errs.add("metadata.name", "", "name is required")
 	} else {
-		checkSubdomain(&errs, "metadata.name", np.Metadata.Name)
+		checkSubdomain(&errs, "metadata.name", np.Name)
 	}
 	order := float64(K8sNetworkPolicyOrder)
 	out := &NetworkPolicy{
 		Metadata: ObjectMeta{
-			Name:        K8sNetworkPolicyPrefix + np.Metadata.Name,
-			Namespace:   np.Metadata.Namespace,
-			Labels:      np.Metadata.Labels,
-			Annotations: withoutLastApplied(maps.Clone(np.Metadata.Annotations)),
+			Name:        K8sNetworkPolicyPrefix + np.Name,
+			Namespace:   np.Namespace,
+			Labels:      np.Labels,
+			Annotations: withoutLastApplied(maps.Clone(np.Annotations)),
 		},
 		Spec: NetworkPolicySpec{
 			Tier:     DefaultTierName,
@@ -169,7 +97,7 @@ func convertK8sNetworkPolicy(np *k8sNetworkPolicy) (*NetworkPolicy, fieldErrors)
 	if out.Metadata.Annotations == nil {
 		out.Metadata.Annotations = map[string]string{}
 	}
-	out.Metadata.Annotations[AnnotationK8sNetworkPolicy] = np.Metadata.Name
+	out.Metadata.Annotations[AnnotationK8sNetworkPolicy] = np.Name
 
 	for i, r := range np.Spec.Ingress {
 		p := sp.child("ingress").index(i)
@@ -185,11 +113,11 @@ func convertK8sNetworkPolicy(np *k8sNetworkPolicy) (*NetworkPolicy, fieldErrors)
 	// ingress to the selected pods.
 	if len(np.Spec.PolicyTypes) > 0 {
 		for i, t := range np.Spec.PolicyTypes {
-			if t != PolicyTypeIngress && t != PolicyTypeEgress {
+			if t != networkingv1.PolicyTypeIngress && t != networkingv1.PolicyTypeEgress {
 				errs.add(sp.child("policyTypes").index(i), string(t), "policy type must be Ingress or Egress")
 			}
+			out.Spec.Types = append(out.Spec.Types, PolicyType(t))
 		}
-		out.Spec.Types = slices.Clone(np.Spec.PolicyTypes)
 	} else {
 		out.Spec.Types = []PolicyType{PolicyTypeIngress}
 		if len(np.Spec.Egress) > 0 {
@@ -209,17 +137,17 @@ type k8sProtocolPorts struct {
 // k8sRules converts one Kubernetes rule into Tabby rules: one per (peer,
 // protocol), with the protocol's ports as a list; no peers means any
 // source or destination, and no ports means any protocol.
-func k8sRules(errs *fieldErrors, p fieldPath, ports []k8sPort, peersPath fieldPath, peers []k8sPeer, ingress bool) []Rule {
+func k8sRules(errs *fieldErrors, p fieldPath, ports []networkingv1.NetworkPolicyPort, peersPath fieldPath, peers []networkingv1.NetworkPolicyPeer, ingress bool) []Rule {
 	var groups []*k8sProtocolPorts
 	for i, kp := range ports {
 		pp := p.child("ports").index(i)
 		proto := ProtocolTCP
 		if kp.Protocol != nil {
-			switch Protocol(*kp.Protocol) {
-			case ProtocolTCP, ProtocolUDP, ProtocolSCTP:
+			switch *kp.Protocol {
+			case corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP:
 				proto = Protocol(*kp.Protocol)
 			default:
-				errs.add(pp.child("protocol"), *kp.Protocol, "protocol must be TCP, UDP or SCTP")
+				errs.add(pp.child("protocol"), string(*kp.Protocol), "protocol must be TCP, UDP or SCTP")
 			}
 		}
 		idx := slices.IndexFunc(groups, func(g *k8sProtocolPorts) bool { return g.protocol == proto })
@@ -274,7 +202,7 @@ func k8sRules(errs *fieldErrors, p fieldPath, ports []k8sPort, peersPath fieldPa
 
 // k8sPortMatch converts a Kubernetes port (number, name, or number with
 // endPort) to a Tabby Port; "" means any port of the protocol.
-func k8sPortMatch(errs *fieldErrors, p fieldPath, kp k8sPort) (Port, bool) {
+func k8sPortMatch(errs *fieldErrors, p fieldPath, kp networkingv1.NetworkPolicyPort) (Port, bool) {
 	if kp.Port == nil {
 		if kp.EndPort != nil {
 			errs.add(p.child("endPort"), strconv.Itoa(int(*kp.EndPort)), "endPort needs port")
@@ -282,7 +210,10 @@ func k8sPortMatch(errs *fieldErrors, p fieldPath, kp k8sPort) (Port, bool) {
 		}
 		return "", true
 	}
-	port := *kp.Port
+	port := Port(kp.Port.StrVal)
+	if kp.Port.Type == intstr.Int {
+		port = Port(strconv.Itoa(int(kp.Port.IntVal)))
+	}
 	if r := portProblem(port); r != "" || strings.Contains(string(port), ":") {
 		if r == "" {
 			r = "port must be a number or a port name"
@@ -307,7 +238,7 @@ func k8sPortMatch(errs *fieldErrors, p fieldPath, kp k8sPort) (Port, bool) {
 }
 
 // k8sPeerMatch converts a Kubernetes peer to the matching EntityRule.
-func k8sPeerMatch(errs *fieldErrors, p fieldPath, peer *k8sPeer) (EntityRule, bool) {
+func k8sPeerMatch(errs *fieldErrors, p fieldPath, peer *networkingv1.NetworkPolicyPeer) (EntityRule, bool) {
 	var e EntityRule
 	n := len(*errs)
 	switch {
@@ -340,7 +271,7 @@ func k8sPeerMatch(errs *fieldErrors, p fieldPath, peer *k8sPeer) (EntityRule, bo
 		// namespace selector selects; both selectors must match.
 		pods := peer.PodSelector
 		if pods == nil {
-			pods = &k8sLabelSelector{}
+			pods = &metav1.LabelSelector{}
 		}
 		e.Selector = k8sSelector(errs, p.child("podSelector"), pods, true)
 		if peer.NamespaceSelector != nil {
@@ -353,7 +284,7 @@ func k8sPeerMatch(errs *fieldErrors, p fieldPath, peer *k8sPeer) (EntityRule, bo
 // k8sSelector converts a Kubernetes label selector to a Tabby selector.
 // A pod selector also requires LabelOrchestrator == "k8s"; an empty
 // namespace selector selects all namespaces.
-func k8sSelector(errs *fieldErrors, p fieldPath, s *k8sLabelSelector, pods bool) string {
+func k8sSelector(errs *fieldErrors, p fieldPath, s *metav1.LabelSelector, pods bool) string {
 	var parts []string
 	if pods {
 		parts = append(parts, fmt.Sprintf("%s == %q", LabelOrchestrator, OrchestratorKubernetes))
@@ -393,25 +324,26 @@ func k8sSelector(errs *fieldErrors, p fieldPath, s *k8sLabelSelector, pods bool)
 			continue
 		}
 		set := "{" + strings.Join(quoted, ", ") + "}"
+		op := string(req.Operator)
 		switch req.Operator {
-		case "In", "NotIn":
+		case metav1.LabelSelectorOpIn, metav1.LabelSelectorOpNotIn:
 			if len(req.Values) == 0 {
-				errs.add(rp.child("values"), "", "values must not be empty for operator "+req.Operator)
-			} else if req.Operator == "In" {
+				errs.add(rp.child("values"), "", "values must not be empty for operator "+op)
+			} else if req.Operator == metav1.LabelSelectorOpIn {
 				parts = append(parts, req.Key+" in "+set)
 			} else {
 				parts = append(parts, req.Key+" not in "+set)
 			}
-		case "Exists", "DoesNotExist":
+		case metav1.LabelSelectorOpExists, metav1.LabelSelectorOpDoesNotExist:
 			if len(req.Values) > 0 {
-				errs.add(rp.child("values"), "", "values must be empty for operator "+req.Operator)
-			} else if req.Operator == "Exists" {
+				errs.add(rp.child("values"), "", "values must be empty for operator "+op)
+			} else if req.Operator == metav1.LabelSelectorOpExists {
 				parts = append(parts, "has("+req.Key+")")
 			} else {
 				parts = append(parts, "!has("+req.Key+")")
 			}
 		default:
-			errs.add(rp.child("operator"), req.Operator, "operator must be In, NotIn, Exists or DoesNotExist")
+			errs.add(rp.child("operator"), op, "operator must be In, NotIn, Exists or DoesNotExist")
 		}
 	}
 	if len(parts) == 0 {

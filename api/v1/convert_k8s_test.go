@@ -1,9 +1,12 @@
 package v1
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 )
 
 // k8sPolicy returns a Kubernetes NetworkPolicy manifest named web in
@@ -251,4 +254,287 @@ func TestInvalidK8s(t *testing.T) {
 		{"other kinds", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n", []string{
 			`t.yaml: document 1 (Service s): v1 kind Service is not supported by Tabby`}},
 	})
+}
+
+// TestK8sNetworkPolicyFromKubectlGet decodes objects as "kubectl get -o
+// yaml" prints them: the fields the API server sets in metadata are
+// accepted and dropped, and so is status (which NetworkPolicy printed as
+// "status: {}" in Kubernetes 1.24 to 1.27).
+func TestK8sNetworkPolicyFromKubectlGet(t *testing.T) {
+	objs := mustDecode(t, "kubectl-get.yaml", `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  annotations:
+    kubectl.kubernetes.io/last-applied-configuration: |
+      {"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"annotations":{"team.example.com/owner":"payments"},"name":"api-allow","namespace":"storefront"},"spec":{"podSelector":{"matchLabels":{"app":"api"}}}}
+    team.example.com/owner: payments
+  creationTimestamp: "2025-03-04T10:11:12Z"
+  deletionGracePeriodSeconds: 30
+  deletionTimestamp: "2025-03-05T00:00:00+01:00"
+  finalizers: [example.com/keep]
+  generateName: api-
+  generation: 3
+  labels:
+    app: api
+  managedFields:
+  - apiVersion: networking.k8s.io/v1
+    fieldsType: FieldsV1
+    fieldsV1:
+      f:metadata:
+        f:annotations:
+          .: {}
+          f:kubectl.kubernetes.io/last-applied-configuration: {}
+          f:team.example.com/owner: {}
+      f:spec:
+        f:ingress: {}
+        f:podSelector: {}
+        f:policyTypes: {}
+    manager: kubectl-client-side-apply
+    operation: Update
+    time: "2025-03-04T10:11:12Z"
+  - manager: kube-controller-manager
+    operation: Update
+    subresource: status
+    time: null
+  name: api-allow
+  namespace: storefront
+  ownerReferences:
+  - apiVersion: apps/v1
+    blockOwnerDeletion: true
+    controller: true
+    kind: Deployment
+    name: api
+    uid: 5b0c3f7e-8d1a-4c4e-9a57-0d9c2b1f6a10
+  resourceVersion: "123456"
+  selfLink: /apis/networking.k8s.io/v1/namespaces/storefront/networkpolicies/api-allow
+  uid: 9f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b
+spec:
+  egress:
+  - ports:
+    - endPort: 5433
+      port: 5432
+      protocol: TCP
+    to:
+    - podSelector:
+        matchLabels:
+          app: db
+  ingress:
+  - from:
+    - namespaceSelector:
+        matchLabels:
+          team: web
+      podSelector:
+        matchExpressions:
+        - key: role
+          operator: In
+          values: [frontend]
+    - ipBlock:
+        cidr: 172.17.0.0/16
+        except: [172.17.1.0/24]
+    ports:
+    - port: 8080
+      protocol: TCP
+    - port: http-metrics
+      protocol: TCP
+  podSelector:
+    matchLabels:
+      app: api
+  policyTypes:
+  - Ingress
+  - Egress
+status: {}
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  creationTimestamp: "2025-03-04T10:00:00Z"
+  labels:
+    kubernetes.io/metadata.name: storefront
+  managedFields:
+  - apiVersion: v1
+    fieldsType: FieldsV1
+    fieldsV1:
+      f:metadata:
+        f:labels:
+          .: {}
+          f:kubernetes.io/metadata.name: {}
+    manager: kubectl-create
+    operation: Update
+    time: "2025-03-04T10:00:00Z"
+  name: storefront
+  resourceVersion: "4711"
+  uid: 1d2c3b4a-5e6f-7a8b-9c0d-1e2f3a4b5c6d
+spec:
+  finalizers:
+  - kubernetes
+status:
+  conditions:
+  - lastTransitionTime: "2025-03-04T10:00:00Z"
+    message: all good
+    reason: ContentDeleted
+    status: "False"
+    type: NamespaceDeletionContentFailure
+  phase: Active
+`)
+	ports := []Port{"8080", "http-metrics"}
+	web := EntityRule{Selector: podsSel + ` && role in {"frontend"}`, NamespaceSelector: `team == "web"`}
+	want := []Object{
+		&NetworkPolicy{
+			TypeMeta: TypeMeta{APIVersion: APIVersion, Kind: "NetworkPolicy"},
+			Metadata: ObjectMeta{
+				Name: "knp.default.api-allow", Namespace: "storefront", Labels: map[string]string{"app": "api"},
+				Annotations: map[string]string{AnnotationK8sNetworkPolicy: "api-allow", "team.example.com/owner": "payments"},
+			},
+			Spec: NetworkPolicySpec{
+				Tier: "default", Order: ptr(1000.0), Selector: podsSel + ` && app == "api"`,
+				Ingress: []Rule{
+					{Action: Allow, Protocol: ptr(ProtocolTCP), Source: web, Destination: EntityRule{Ports: ports}},
+					{Action: Allow, Protocol: ptr(ProtocolTCP), Source: EntityRule{Nets: []string{"172.17.0.0/16"}, NotNets: []string{"172.17.1.0/24"}}, Destination: EntityRule{Ports: ports}},
+				},
+				Egress: []Rule{
+					{Action: Allow, Protocol: ptr(ProtocolTCP), Destination: EntityRule{Selector: podsSel + ` && app == "db"`, Ports: []Port{"5432:5433"}}},
+				},
+				Types: []PolicyType{PolicyTypeIngress, PolicyTypeEgress},
+			},
+		},
+		&Namespace{
+			TypeMeta: TypeMeta{APIVersion: APIVersion, Kind: "Namespace"},
+			Metadata: ObjectMeta{Name: "storefront", Labels: map[string]string{"kubernetes.io/metadata.name": "storefront"}},
+		},
+	}
+	if diff := cmp.Diff(want, objs, equateEmpty); diff != "" {
+		t.Errorf("objects (-want +got):\n%s", diff)
+	}
+}
+
+func TestK8sEndPort(t *testing.T) {
+	for _, tc := range []struct {
+		name, ports string
+		want        []Port
+	}{
+		{"range", "[{port: 8000, endPort: 8080}]", []Port{"8000:8080"}},
+		{"endPort equal to port", "[{port: 80, endPort: 80}]", []Port{"80"}},
+		{"port number as a string", `[{port: "8000", endPort: 8080}]`, []Port{"8000:8080"}},
+		{"up to 65535", "[{port: 1024, endPort: 65535}, {port: 22}]", []Port{"1024:65535", "22"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := mustDecode(t, "k8s.yaml", k8sPolicy("  podSelector: {}\n  ingress: [{ports: "+tc.ports+"}]\n"))
+			want := []Rule{{Action: Allow, Protocol: ptr(ProtocolTCP), Destination: EntityRule{Ports: tc.want}}}
+			if diff := cmp.Diff(want, objs[0].(*NetworkPolicy).Spec.Ingress, equateEmpty); diff != "" {
+				t.Errorf("ingress (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestInvalidK8sTypes checks that the strict decoding into the k8s.io/api
+// types reports unknown fields and values of the wrong type at any depth,
+// with their paths.
+func TestInvalidK8sTypes(t *testing.T) {
+	errs := func(lines ...string) []string { return prefixed("NetworkPolicy prod/web", lines...) }
+	runInvalidCases(t, []invalidCase{
+		{"unknown fields in spec", k8sPolicy(`  podSelector: {matchLabel: {a: b}}
+  ingress:
+  - from:
+    - podSelector: {matchExpressions: [{key: a, operator: Exists, value: [x]}]}
+    - ipBlock: {cidr: 10.0.0.0/8, exept: []}
+    ports: [{port: 80, end_port: 90}]
+  Egress: []
+`), errs(
+			`spec.Egress: unknown field`,
+			`spec.ingress[0].from[0].podSelector.matchExpressions[0].value: unknown field`,
+			`spec.ingress[0].from[1].ipBlock.exept: unknown field`,
+			`spec.ingress[0].ports[0].end_port: unknown field`,
+			`spec.podSelector.matchLabel: unknown field`)},
+		{"wrong types in spec", k8sPolicy(`  podSelector: {}
+  ingress:
+  - ports:
+    - {port: true}
+    - {port: 1.5}
+    - {port: 99999999999}
+    - {port: [80]}
+    - {port: 80, endPort: "90"}
+    - {protocol: 6}
+  egress: {to: []}
+  policyTypes: Ingress
+`), errs(
+			`spec.egress: must be a list`,
+			`spec.ingress[0].ports[0].port: "true": must be a string or an integer`,
+			`spec.ingress[0].ports[1].port: "1.5": must be a string or an integer between -2147483648 and 2147483647`,
+			`spec.ingress[0].ports[2].port: "99999999999": must be a string or an integer between -2147483648 and 2147483647`,
+			`spec.ingress[0].ports[3].port: must be a string or an integer`,
+			`spec.ingress[0].ports[4].endPort: "90": must be an integer`,
+			`spec.ingress[0].ports[5].protocol: "6": must be a string`,
+			`spec.policyTypes: "Ingress": must be a list`)},
+		{"metadata", `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: web
+  namespace: prod
+  creationTimestamp: yesterday
+  generation: one
+  labels: {app: [web]}
+  managedFields: [{manger: kubectl, time: "2025-13-01T00:00:00Z", fieldsV1: {f:spec: {}}}]
+  ownerReferences: [{kind: Deployment, controller: "yes"}]
+  resourceVersion: 12
+  uuid: x
+spec: {podSelector: {}}
+`, errs(
+			`metadata.creationTimestamp: "yesterday": must be an RFC 3339 time such as "2024-05-01T12:00:00Z"`,
+			`metadata.generation: "one": must be an integer`,
+			`metadata.labels["app"]: must be a string`,
+			`metadata.managedFields[0].manger: unknown field`,
+			`metadata.managedFields[0].time: "2025-13-01T00:00:00Z": must be an RFC 3339 time such as "2024-05-01T12:00:00Z"`,
+			`metadata.ownerReferences[0].controller: "yes": must be true or false`,
+			`metadata.resourceVersion: "12": must be a string`,
+			`metadata.uuid: unknown field`)},
+		{"namespace", "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, Labels: {}}\nspec: {finalizers: kubernetes, phase: Active}\nstatus: {phase: [x]}\n", []string{
+			`t.yaml: document 1 (Namespace shop): metadata.Labels: unknown field`,
+			`t.yaml: document 1 (Namespace shop): spec.finalizers: "kubernetes": must be a list`,
+			`t.yaml: document 1 (Namespace shop): spec.phase: unknown field`}},
+	})
+}
+
+// TestStrictCheckerCoversK8sTypes walks the k8s.io/api types that
+// Kubernetes manifests decode into and fails on any type the strict
+// checker cannot check as encoding/json decodes it, so that a new field
+// in a future k8s.io/api is noticed here.
+func TestStrictCheckerCoversK8sTypes(t *testing.T) {
+	seen := map[reflect.Type]bool{}
+	var walk func(t2 reflect.Type, path string)
+	walk = func(t2 reflect.Type, path string) {
+		if seen[t2] {
+			return
+		}
+		seen[t2] = true
+		for t2.Kind() == reflect.Pointer {
+			t2 = t2.Elem()
+		}
+		if t2 == intOrStringType || reflect.PointerTo(t2).Implements(unmarshalerType) {
+			return
+		}
+		switch t2.Kind() {
+		case reflect.Struct:
+			for name, ft := range jsonFields(t2) {
+				walk(ft, path+"."+name)
+			}
+		case reflect.Map:
+			if t2.Key().Kind() != reflect.String {
+				t.Errorf("%s: map key %s is not a string", path, t2.Key())
+			}
+			walk(t2.Elem(), path+"[key]")
+		case reflect.Slice:
+			if t2.Elem().Kind() == reflect.Uint8 {
+				t.Errorf("%s: []byte is base64 in JSON, which the checker does not know", path)
+			}
+			walk(t2.Elem(), path+"[]")
+		case reflect.String, reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		default:
+			t.Errorf("%s: the strict checker cannot check a %s", path, t2)
+		}
+	}
+	walk(reflect.TypeFor[networkingv1.NetworkPolicy](), "NetworkPolicy")
+	walk(reflect.TypeFor[corev1.Namespace](), "Namespace")
 }

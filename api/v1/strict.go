@@ -11,6 +11,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // strictChecker checks a decoded JSON value (from a json.Decoder with
@@ -27,9 +30,16 @@ type strictChecker struct {
 
 var (
 	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
-	timeType        = reflect.TypeFor[time.Time]()
+	intOrStringType = reflect.TypeFor[intstr.IntOrString]()
 	fieldCache      sync.Map // reflect.Type -> map[string]reflect.Type
 )
+
+// unmarshalerReasons replaces the errors of the UnmarshalJSON methods of
+// these types, which are written for programmers, not for users.
+var unmarshalerReasons = map[reflect.Type]string{
+	reflect.TypeFor[time.Time]():   `must be an RFC 3339 time such as "2024-05-01T12:00:00Z"`,
+	reflect.TypeFor[metav1.Time](): `must be an RFC 3339 time such as "2024-05-01T12:00:00Z"`,
+}
 
 func (c *strictChecker) check(t reflect.Type, v any, p fieldPath) {
 	if v == nil {
@@ -37,6 +47,10 @@ func (c *strictChecker) check(t reflect.Type, v any, p fieldPath) {
 	}
 	if t.Kind() == reflect.Pointer {
 		c.check(t.Elem(), v, p)
+		return
+	}
+	if t == intOrStringType {
+		c.checkIntOrString(v, p)
 		return
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
@@ -130,11 +144,25 @@ func (c *strictChecker) checkUnmarshaler(t reflect.Type, v any, p fieldPath) {
 	}
 	u := reflect.New(t).Interface().(json.Unmarshaler)
 	if err := u.UnmarshalJSON(data); err != nil {
-		reason := err.Error()
-		if t == timeType {
-			reason = `must be an RFC 3339 time such as "2024-05-01T12:00:00Z"`
+		reason, ok := unmarshalerReasons[t]
+		if !ok {
+			reason = err.Error()
 		}
 		c.errs.add(p, scalarText(v), reason)
+	}
+}
+
+// checkIntOrString checks a Kubernetes intstr.IntOrString (such as a
+// NetworkPolicy port), which is a string or a 32-bit integer.
+func (c *strictChecker) checkIntOrString(v any, p fieldPath) {
+	switch x := v.(type) {
+	case string:
+	case json.Number:
+		if _, err := strconv.ParseInt(x.String(), 10, 32); err != nil {
+			c.errs.addf(p, x.String(), "must be a string or an integer between %d and %d", math.MinInt32, math.MaxInt32)
+		}
+	default:
+		c.mismatch(p, v, "must be a string or an integer")
 	}
 }
 
