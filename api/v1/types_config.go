@@ -47,7 +47,8 @@ type ConfigurationSpec struct {
 	FailsafeOutboundHostPorts *[]ProtoPort `json:"failsafeOutboundHostPorts,omitempty"`
 	// InterfacePrefix starts the names of the host-side interfaces of
 	// workloads (default "tabby"); Tabby owns every interface whose name
-	// starts with it. At most 8 characters.
+	// starts with it. At most 7 characters, so that workload interface
+	// names (15 characters) keep at least 8 hex digits of hash.
 	InterfacePrefix string `json:"interfacePrefix,omitempty"`
 	// DeviceRouteProtocol is the route protocol number of the routes
 	// Tabby installs (default 80); Tabby owns every route with it. It

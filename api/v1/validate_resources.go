@@ -11,7 +11,7 @@ import (
 
 var (
 	containerIDRegexp     = regexp.MustCompile(`^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$`)
-	interfacePrefixRegexp = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,8}$`)
+	interfacePrefixRegexp = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,7}$`)
 )
 
 // IPv4 and IPv6 link-local ranges, which pools must not overlap.
@@ -404,7 +404,7 @@ func checkConfigurationSpec(errs *fieldErrors, s *ConfigurationSpec) {
 		}
 	}
 	if s.InterfacePrefix != "" && !interfacePrefixRegexp.MatchString(s.InterfacePrefix) {
-		errs.add(sp.child("interfacePrefix"), s.InterfacePrefix, "interfacePrefix must be 1-8 letters, digits, '_' or '-'")
+		errs.add(sp.child("interfacePrefix"), s.InterfacePrefix, "interfacePrefix must be 1-7 letters, digits, '_' or '-'")
 	}
 	if r := s.DeviceRouteProtocol; r != 0 && (r < 5 || r > 255) {
 		errs.add(sp.child("deviceRouteProtocol"), strconv.Itoa(r), "deviceRouteProtocol must be between 5 and 255 (0-4 belong to the kernel)")

@@ -107,7 +107,7 @@ func TestInvalidConfiguration(t *testing.T) {
 			`spec.failsafeInboundHostPorts[0].protocol: "ICMP": protocol must be TCP, UDP or SCTP`,
 			`spec.failsafeInboundHostPorts[1].port: port is required (1-65535)`,
 			`spec.failsafeInboundHostPorts[1].net: "10.0.0.0/33": invalid CIDR`,
-			`spec.interfacePrefix: "toolongprefix": interfacePrefix must be 1-8 letters, digits, '_' or '-'`,
+			`spec.interfacePrefix: "toolongprefix": interfacePrefix must be 1-7 letters, digits, '_' or '-'`,
 			`spec.deviceRouteProtocol: "3": deviceRouteProtocol must be between 5 and 255 (0-4 belong to the kernel)`,
 			`spec.healthPort: "70000": port must be between 1 and 65535`,
 			`spec.prometheusMetricsPort: "-1": port must be between 1 and 65535`,
