@@ -1,7 +1,6 @@
 package etcd
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -20,49 +19,22 @@ const Root = "/tabby/v1/"
 // Kind must be non-empty, Name must be non-empty, and no part may contain
 // '/'.
 func EncodeKey(k datastore.Key) (string, error) {
-	var errs []error
-	if err := checkPart("kind", k.Kind, true); err != nil {
-		errs = append(errs, err)
+	path, err := k.Path()
+	if err != nil {
+		return "", err
 	}
-	if err := checkPart("namespace", k.Namespace, false); err != nil {
-		errs = append(errs, err)
-	}
-	if err := checkPart("name", k.Name, true); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return "", fmt.Errorf("invalid key: %w", err)
-	}
-	if k.Namespace == "" {
-		return Root + strings.ToLower(k.Kind) + "/" + k.Name, nil
-	}
-	return Root + strings.ToLower(k.Kind) + "/" + k.Namespace + "/" + k.Name, nil
+	return Root + path, nil
 }
 
 // EncodePrefix returns the etcd key prefix that p selects; it always ends
 // in '/', so kind "policy" does not select kind "policyx", and namespace
 // "default" does not select a cluster-scoped object named "default".
 func EncodePrefix(p datastore.Prefix) (string, error) {
-	if p.Kind == "" {
-		if p.Namespace != "" {
-			return "", errors.New("invalid prefix: namespace set without kind")
-		}
-		return Root, nil
+	path, err := p.Path()
+	if err != nil {
+		return "", err
 	}
-	var errs []error
-	if err := checkPart("kind", p.Kind, true); err != nil {
-		errs = append(errs, err)
-	}
-	if err := checkPart("namespace", p.Namespace, false); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return "", fmt.Errorf("invalid prefix: %w", err)
-	}
-	if p.Namespace == "" {
-		return Root + strings.ToLower(p.Kind) + "/", nil
-	}
-	return Root + strings.ToLower(p.Kind) + "/" + p.Namespace + "/", nil
+	return Root + path, nil
 }
 
 // DecodeKey turns an etcd key back into a datastore.Key. Kind comes back
@@ -85,17 +57,4 @@ func DecodeKey(key string) (datastore.Key, error) {
 		return datastore.Key{Kind: parts[0], Namespace: parts[1], Name: parts[2]}, nil
 	}
 	return datastore.Key{}, fmt.Errorf("etcd key %q has %d parts after %s, want 2 or 3", key, len(parts), Root)
-}
-
-func checkPart(field, v string, required bool) error {
-	if v == "" {
-		if required {
-			return fmt.Errorf("%s is empty", field)
-		}
-		return nil
-	}
-	if strings.Contains(v, "/") {
-		return fmt.Errorf("%s %q contains '/'", field, v)
-	}
-	return nil
 }

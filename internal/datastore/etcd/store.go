@@ -290,7 +290,7 @@ func (s *Store) txn(ctx context.Context, ops []datastore.Op) (*clientv3.TxnRespo
 			return nil, err
 		}
 		if seen[k] {
-			return nil, fmt.Errorf("%s %s: key appears in more than one operation", opVerb(op.Type), op.KV.Key)
+			return nil, fmt.Errorf("%s %s: key appears in more than one operation", op.Type, op.KV.Key)
 		}
 		seen[k] = true
 		keys[i] = k
@@ -342,54 +342,20 @@ func revisionIs(key string, rev int64) clientv3.Cmp {
 
 // checkOp validates op and returns its etcd key.
 func checkOp(op datastore.Op) (string, error) {
-	switch op.Type {
-	case datastore.OpCreate, datastore.OpUpdate, datastore.OpPut, datastore.OpDelete:
-	default:
-		return "", fmt.Errorf("operation on %s: unknown operation type %d", op.KV.Key, int(op.Type))
-	}
-	k, err := EncodeKey(op.KV.Key)
+	path, err := datastore.CheckOp(op)
 	if err != nil {
-		return "", fmt.Errorf("%s %s: %w", opVerb(op.Type), op.KV.Key, err)
+		return "", err
 	}
-	if op.KV.Revision < 0 {
-		return "", fmt.Errorf("%s %s: negative revision %d", opVerb(op.Type), op.KV.Key, op.KV.Revision)
-	}
-	return k, nil
+	return Root + path, nil
 }
 
 // checkCondition returns the error of op when the key's current value is
 // cur (nil if it does not exist), or nil if op may be applied.
 func checkCondition(op datastore.Op, cur *mvccpb.KeyValue) error {
-	verb := opVerb(op.Type)
-	switch op.Type {
-	case datastore.OpCreate:
-		if cur != nil {
-			return fmt.Errorf("%s %s: %w", verb, op.KV.Key, datastore.ErrExists)
-		}
-	case datastore.OpUpdate, datastore.OpDelete:
-		if cur == nil {
-			return fmt.Errorf("%s %s: %w", verb, op.KV.Key, datastore.ErrNotFound)
-		}
-		if op.KV.Revision != 0 && op.KV.Revision != cur.ModRevision {
-			return fmt.Errorf("%s %s at revision %d (current %d): %w",
-				verb, op.KV.Key, op.KV.Revision, cur.ModRevision, datastore.ErrConflict)
-		}
+	if cur == nil {
+		return datastore.CheckCondition(op, false, 0)
 	}
-	return nil
-}
-
-func opVerb(t datastore.OpType) string {
-	switch t {
-	case datastore.OpCreate:
-		return "creating"
-	case datastore.OpUpdate:
-		return "updating"
-	case datastore.OpPut:
-		return "putting"
-	case datastore.OpDelete:
-		return "deleting"
-	}
-	return "applying"
+	return datastore.CheckCondition(op, true, cur.ModRevision)
 }
 
 // kvOf converts an etcd key-value.

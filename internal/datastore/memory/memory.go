@@ -116,7 +116,7 @@ func (s *Store) Compact(rev int64) error {
 
 // Get implements datastore.Store.
 func (s *Store) Get(ctx context.Context, key datastore.Key) (datastore.KV, error) {
-	path, err := keyPath(key)
+	path, err := key.Path()
 	if err != nil {
 		return datastore.KV{}, fmt.Errorf("getting %s: %w", key, err)
 	}
@@ -134,7 +134,7 @@ func (s *Store) Get(ctx context.Context, key datastore.Key) (datastore.KV, error
 
 // List implements datastore.Store.
 func (s *Store) List(ctx context.Context, prefix datastore.Prefix) ([]datastore.KV, int64, error) {
-	p, err := prefixPath(prefix)
+	p, err := prefix.Path()
 	if err != nil {
 		return nil, 0, fmt.Errorf("listing %+v: %w", prefix, err)
 	}
@@ -183,7 +183,7 @@ func (s *Store) Update(ctx context.Context, kv datastore.KV) (datastore.KV, erro
 // Delete implements datastore.Store. The returned KV holds the deleted
 // value and the revision at which it was last modified.
 func (s *Store) Delete(ctx context.Context, key datastore.Key, revision int64) (datastore.KV, error) {
-	path, err := keyPath(key)
+	path, err := key.Path()
 	if err != nil {
 		return datastore.KV{}, fmt.Errorf("deleting %s: %w", key, err)
 	}
@@ -244,12 +244,12 @@ func (s *Store) applyLocked(ops []datastore.Op) (int64, error) {
 	paths := make([]string, len(ops))
 	seen := make(map[string]bool, len(ops))
 	for i, op := range ops {
-		path, err := checkOp(op)
+		path, err := datastore.CheckOp(op)
 		if err != nil {
 			return 0, err
 		}
 		if seen[path] {
-			return 0, fmt.Errorf("%s %s: key appears in more than one operation", opVerb(op.Type), op.KV.Key)
+			return 0, fmt.Errorf("%s %s: key appears in more than one operation", op.Type, op.KV.Key)
 		}
 		seen[path] = true
 		paths[i] = path
@@ -309,56 +309,13 @@ func (s *Store) trimHistoryLocked() {
 	s.history = slices.Delete(s.history, 0, n)
 }
 
-// checkOp validates op and returns the path of its key.
-func checkOp(op datastore.Op) (string, error) {
-	switch op.Type {
-	case datastore.OpCreate, datastore.OpUpdate, datastore.OpPut, datastore.OpDelete:
-	default:
-		return "", fmt.Errorf("operation on %s: unknown operation type %d", op.KV.Key, int(op.Type))
-	}
-	path, err := keyPath(op.KV.Key)
-	if err != nil {
-		return "", fmt.Errorf("%s %s: %w", opVerb(op.Type), op.KV.Key, err)
-	}
-	if op.KV.Revision < 0 {
-		return "", fmt.Errorf("%s %s: negative revision %d", opVerb(op.Type), op.KV.Key, op.KV.Revision)
-	}
-	return path, nil
-}
-
 // checkCondition reports whether op may be applied when the key's current
 // entry is cur (nil if the key does not exist).
 func checkCondition(op datastore.Op, cur *entry) error {
-	verb := opVerb(op.Type)
-	switch op.Type {
-	case datastore.OpCreate:
-		if cur != nil {
-			return fmt.Errorf("%s %s: %w", verb, op.KV.Key, datastore.ErrExists)
-		}
-	case datastore.OpUpdate, datastore.OpDelete:
-		if cur == nil {
-			return fmt.Errorf("%s %s: %w", verb, op.KV.Key, datastore.ErrNotFound)
-		}
-		if op.KV.Revision != 0 && op.KV.Revision != cur.modRev {
-			return fmt.Errorf("%s %s at revision %d (current %d): %w",
-				verb, op.KV.Key, op.KV.Revision, cur.modRev, datastore.ErrConflict)
-		}
+	if cur == nil {
+		return datastore.CheckCondition(op, false, 0)
 	}
-	return nil
-}
-
-func opVerb(t datastore.OpType) string {
-	switch t {
-	case datastore.OpCreate:
-		return "creating"
-	case datastore.OpUpdate:
-		return "updating"
-	case datastore.OpPut:
-		return "putting"
-	case datastore.OpDelete:
-		return "deleting"
-	}
-	return "applying"
+	return datastore.CheckCondition(op, true, cur.modRev)
 }
 
 func (e *entry) kv() datastore.KV {

@@ -21,7 +21,7 @@ const watchBatch = 256
 // current revision and continues after it. The channel is closed when ctx
 // is done or the store is closed.
 func (s *Store) Watch(ctx context.Context, prefix datastore.Prefix, afterRevision int64) (<-chan datastore.Event, error) {
-	p, err := prefixPath(prefix)
+	p, err := prefix.Path()
 	if err != nil {
 		return nil, fmt.Errorf("watching %+v: %w", prefix, err)
 	}
