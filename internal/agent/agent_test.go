@@ -2,15 +2,18 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,7 +29,10 @@ import (
 // testHost is a host namespace with workloads plumbed as the CNI plugin
 // does it, and an agent programming the host namespace.
 type testHost struct {
-	t      *testing.T
+	t *testing.T
+	// Set before start to change the agent's config or its store.
+	health string
+	store  datastore.Store
 	host   *netns.NS
 	client *datastore.Client
 	status *StatusClient
@@ -95,7 +101,12 @@ func (h *testHost) start() {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	a, err := New(Config{NodeName: "node-1", NetNSPath: h.host.Path(), StatusSocket: socket, DisableBGP: true}, h.client.Store(), log)
+	store := h.store
+	if store == nil {
+		store = h.client.Store()
+	}
+	a, err := New(Config{NodeName: "node-1", NetNSPath: h.host.Path(), StatusSocket: socket, DisableBGP: true,
+		HealthAddr: h.health, ProbeInterval: 50 * time.Millisecond}, store, log)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -294,4 +305,78 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// downStore fails every Get while down is set, as an unreachable datastore
+// does (the agent's readiness probe uses Get).
+type downStore struct {
+	datastore.Store
+	down atomic.Bool
+}
+
+func (s *downStore) Get(ctx context.Context, k datastore.Key) (datastore.KV, error) {
+	if s.down.Load() {
+		return datastore.KV{}, errors.New("connection refused")
+	}
+	return s.Store.Get(ctx, k)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestAgentHealthMetricsAndDatastoreDown(t *testing.T) {
+	h := newTestHost(t)
+	wa, ifa := h.addWorkload("a", "10.68.0.1", "fd00:68::1")
+	_, ifb := h.addWorkload("b", "10.68.0.2", "fd00:68::2")
+	h.apply(openProfile + "---\n" + wep("a", ifa, "10.68.0.1", "fd00:68::1", "app: a") + "---\n" + wep("b", ifb, "10.68.0.2", "fd00:68::2", "app: b"))
+	ds := &downStore{Store: h.client.Store()}
+	h.store, h.health = ds, freePort(t)
+	h.start()
+	h.waitProgrammed("a")
+	h.waitProgrammed("b")
+	base := "http://" + h.health
+	if code, body := httpGet(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	waitFor(t, "/readyz to be 200", func() bool { code, _ := httpGet(t, base+"/readyz"); return code == http.StatusOK })
+	_, metrics := httpGet(t, base+"/metrics")
+	for _, want := range []string{"tabby_agent_apply_duration_seconds_count", "tabby_agent_local_endpoints 2", "tabby_agent_set_members", "tabby_agent_datastore_errors_total 0", `tabby_agent_resync_repairs_total{dataplane="nftables"} 0`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	// The datastore goes away: not ready, but the kernel keeps its state.
+	ds.down.Store(true)
+	waitFor(t, "/readyz to fail", func() bool { code, _ := httpGet(t, base+"/readyz"); return code == http.StatusServiceUnavailable })
+	if code, _ := httpGet(t, base+"/healthz"); code != http.StatusOK {
+		t.Error("/healthz fails while only the datastore is down")
+	}
+	if !ping(t, wa, "10.68.0.2") {
+		t.Error("traffic stopped while the datastore was down")
+	}
+	_, metrics = httpGet(t, base+"/metrics")
+	if strings.Contains(metrics, "tabby_agent_datastore_errors_total 0\n") {
+		t.Error("datastore errors are not counted")
+	}
+	ds.down.Store(false)
+	waitFor(t, "/readyz to recover", func() bool { code, _ := httpGet(t, base+"/readyz"); return code == http.StatusOK })
 }

@@ -50,6 +50,9 @@ func newMetrics() *metrics {
 			Help: "Errors reading or watching the datastore.",
 		}),
 	}
+	for _, dp := range []string{"nftables", "routes", "links"} {
+		m.resyncRepairs.WithLabelValues(dp) // exported as 0 from the start
+	}
 	m.registry.MustRegister(m.applyDuration, m.applyErrors, m.endpoints, m.policies, m.setMembers, m.resyncRepairs, m.datastoreErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
