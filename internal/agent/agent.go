@@ -350,7 +350,7 @@ func (a *Agent) buildDataplane(ctx context.Context) error {
 	}
 	a.log.Info("nftables reconciled", "repairs", res.Repairs, "writes", res.Writes, "took", res.Duration)
 	a.links, a.routes, a.nft, a.dpConfig = lm, rm, renderer, cfg
-	a.table = &routeTable{mgr: rm}
+	a.table = &routeTable{mgr: rm, learnedSet: a.cfg.DisableBGP}
 	a.state.linksDirty, a.state.routesDirty, a.state.poolsDirty, a.state.bgpDirty = true, true, false, true
 	a.lastResync, a.lastRouteResync = time.Now(), time.Now()
 	return nil
