@@ -1,0 +1,90 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/tabbynet/tabby/internal/netns"
+)
+
+// Down stops every process of the lab name (by recorded PID), deletes
+// every namespace it created and removes its directory. It goes on past
+// errors and reports them all; a lab that does not exist is an error.
+func Down(name string) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	unlock, err := lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := Load(name)
+	if err != nil {
+		if _, serr := os.Stat(Dir(name)); serr == nil {
+			// A lab that failed before it wrote its state has nothing
+			// else to remove.
+			return os.RemoveAll(Dir(name))
+		}
+		return err
+	}
+	var errs []error
+	const grace = 5 * time.Second
+	var servers, agents []*Proc
+	for _, w := range st.Workloads {
+		servers = append(servers, w.Server)
+	}
+	for _, n := range st.Nodes {
+		agents = append(agents, n.Agent)
+	}
+	errs = append(errs, stopAll(servers, grace), stopAll(agents, grace),
+		stopAll([]*Proc{st.Relay, st.Datastore}, grace))
+	for _, ns := range st.Namespaces() {
+		if err := netns.Delete(ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		// Keep the state so that Down can be run again.
+		return fmt.Errorf("taking lab %s down: %w", name, err)
+	}
+	return os.RemoveAll(Dir(name))
+}
+
+// Namespaces lists every namespace of the lab: workloads, nodes, fabric.
+func (s *State) Namespaces() []string {
+	var out []string
+	for _, w := range s.Workloads {
+		out = append(out, w.NetNS)
+	}
+	for _, n := range s.Nodes {
+		out = append(out, n.NetNS)
+	}
+	if s.FabricNS != "" {
+		out = append(out, s.FabricNS)
+	}
+	return out
+}
+
+// Procs lists every process of the lab.
+func (s *State) Procs() []*Proc {
+	var out []*Proc
+	for _, w := range s.Workloads {
+		if w.Server != nil {
+			out = append(out, w.Server)
+		}
+	}
+	for _, n := range s.Nodes {
+		if n.Agent != nil {
+			out = append(out, n.Agent)
+		}
+	}
+	for _, p := range []*Proc{s.Relay, s.Datastore} {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
