@@ -35,3 +35,9 @@ install_go_tool() { # name module@version
 	echo "${mod#*@}" >"$gobin/.$name.version"
 }
 install_go_tool staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# CNI: the real cnitool, at the version of the cni module in go.mod, and
+# reference plugins (portmap uses its nftables backend: Debian's nftables
+# above; iptables is not needed).
+install_go_tool cnitool github.com/containernetworking/cni/cnitool@v1.3.1
+install_go_tool portmap github.com/containernetworking/plugins/plugins/meta/portmap@v1.9.1
+install_go_tool host-local github.com/containernetworking/plugins/plugins/ipam/host-local@v1.9.1
