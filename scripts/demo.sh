@@ -1,73 +1,87 @@
 #!/usr/bin/env bash
-# The demo behind `sudo make demo`, until `tabby lab` exists: start the
-# embedded datastore in a temporary directory, apply examples/, show what
-# was stored, and stop the datastore again (by PID) when done.
+# The demo behind `sudo make demo`: a three-node Tabby lab in network
+# namespaces (BGP mesh over a bridge fabric), three workloads, the
+# reachability matrix before and after a policy, and how to go on. The lab
+# stays up afterwards; `tabby lab down --name demo` removes all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tabby=./bin/tabby
-
-port=${TABBY_DEMO_PORT:-23790}
-if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-	echo "demo: port $port is in use; set TABBY_DEMO_PORT to a free port" >&2
-	exit 1
-fi
-dir=$(mktemp -d /tmp/tabby-demo.XXXXXX)
-pid=
-cleanup() {
-	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-
-export TABBY_ETCD_ENDPOINTS="http://127.0.0.1:$port"
-export TABBY_CONFIG="$dir/config.yaml"
+tabby=$(pwd)/bin/tabby
+name=${TABBY_DEMO_LAB:-demo}
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-step "Starting the embedded datastore (a real single-member etcd) on 127.0.0.1:$port"
-"$tabby" datastore run --data-dir "$dir/etcd" \
-	--listen-client-urls "$TABBY_ETCD_ENDPOINTS" \
-	--listen-peer-urls "http://127.0.0.1:$((port + 1))" >"$dir/datastore.log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do
-	grep -q "etcd ready" "$dir/datastore.log" && break
-	kill -0 "$pid" 2>/dev/null || { cat "$dir/datastore.log"; exit 1; }
-	sleep 0.1
-done
+if "$tabby" lab ls | awk 'NR > 1 {print $1}' | grep -qx "$name"; then
+	step "Removing the previous lab $name"
+	"$tabby" lab down --name "$name"
+fi
 
-step "tabby apply -f examples/   (Tabby, Calico v3 and Kubernetes manifests)"
-"$tabby" apply -f examples/
+step "tabby lab up --name $name --nodes 3 --ipv6"
+"$tabby" lab up --name "$name" --nodes 3 --ipv6
+lab=(--name "$name")
 
-step "tabby apply -f examples/   (again: nothing changes)"
-"$tabby" apply -f examples/
-
-step "tabby get tiers; tabby get globalnetworkpolicies; tabby get networkpolicies -A"
-"$tabby" get tiers
-echo
-"$tabby" get globalnetworkpolicies
-echo
-"$tabby" get networkpolicies -A -o wide
-
-step "tabby get ippools -o wide"
+step "tabby get nodes; tabby get ippools   (through the context lab-$name)"
+"$tabby" get nodes
 "$tabby" get ippools -o wide
 
-step "A bad manifest is rejected with the file, document, object and field, and nothing is written"
-cat >"$dir/bad.yaml" <<'YAML'
+step "Three workloads, one per node, each with an echo server on tcp/80"
+"$tabby" lab "${lab[@]}" run frontend --node n1 --labels app=frontend --serve tcp:80,udp:53
+"$tabby" lab "${lab[@]}" run backend --node n2 --labels app=backend --serve tcp:80
+"$tabby" lab "${lab[@]}" run db --node n3 --labels app=db --serve tcp:80
+
+step "Routes on n1: its own workloads, blackholed blocks, and BGP-learned blocks of n2 and n3"
+"$tabby" lab "${lab[@]}" exec n1 -- ip route
+"$tabby" lab "${lab[@]}" exec n1 -- ip -6 route show proto 80
+
+step "tabby lab matrix --proto tcp --port 80   (no policy yet: the profile lab-open allows all)"
+"$tabby" lab "${lab[@]}" matrix --proto tcp --port 80
+
+step "A policy: only the frontend may reach the backend, only the backend may reach the db"
+policy=$(mktemp /tmp/tabby-demo-policy.XXXXXX.yaml)
+expect=
+trap 'rm -f "$policy" "$expect"' EXIT
+cat >"$policy" <<'YAML'
 apiVersion: tabby.dev/v1
 kind: NetworkPolicy
-metadata: {name: fine, namespace: demo}
+metadata: {name: backend, namespace: default}
 spec:
-  selector: app == "db"
-  ingress: [{action: Allow, protocol: TCP, destination: {ports: [5432]}}]
+  selector: app == 'backend'
+  types: [Ingress]
+  ingress:
+  - {action: Allow, protocol: TCP, source: {selector: app == 'frontend'}, destination: {ports: [80]}}
 ---
 apiVersion: tabby.dev/v1
 kind: NetworkPolicy
-metadata: {name: web, namespace: demo}
+metadata: {name: db, namespace: default}
 spec:
-  selector: app == "web"
-  ingress: [{action: Allow, protocol: TCP, destination: {ports: [80, "90:70"]}}]
+  selector: app == 'db'
+  types: [Ingress]
+  ingress:
+  - {action: Allow, protocol: TCP, source: {selector: app == 'backend'}, destination: {ports: [80]}}
 YAML
-"$tabby" apply -f "$dir/bad.yaml" || true
-"$tabby" get networkpolicy fine -n demo 2>&1 || true
+cat "$policy"
+"$tabby" apply -f "$policy"
 
-step "Done. The datastore is stopped and its temporary directory removed."
+step "tabby lab matrix --proto tcp --port 80 --expect FILE   (IPv4, then IPv6)"
+expect=$(mktemp /tmp/tabby-demo-expect.XXXXXX)
+cat >"$expect" <<'EXPECT'
+frontend backend allow
+frontend db      deny
+backend  db      allow
+backend  frontend allow
+db       frontend allow
+db       backend deny
+EXPECT
+sleep 0.5
+"$tabby" lab "${lab[@]}" matrix --proto tcp --port 80 --expect "$expect"
+"$tabby" lab "${lab[@]}" matrix --proto tcp --port 80 --family 6 --expect "$expect"
+
+step "Go on from here"
+cat <<EOF2
+  tabby lab ls
+  tabby lab probe frontend db --proto icmp --family 6
+  tabby lab exec n2 -- nft list ruleset
+  tabby lab probe frontend db --proto tcp --port 80
+  tabby policy trace --from default/frontend --to default/db --port 80
+  tabby lab run extra --node n1 --labels app=frontend --serve tcp:80
+  tabby lab down --name $name
+EOF2

@@ -19,8 +19,12 @@ var version = "dev"
 
 func main() { os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr)) }
 
-// run executes the command line args and returns the exit status.
+// run executes the command line args and returns the exit status. As a
+// CNI plugin (see cniPlugin) it uses the process's standard streams.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if plugin, ok := cniPlugin(args, os.Getenv); ok {
+		return plugin(version)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRootCommand(&streams{in: stdin, out: stdout, err: stderr})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	v1 "github.com/tabbynet/tabby/api/v1"
 	"github.com/tabbynet/tabby/internal/datastore"
+	"github.com/tabbynet/tabby/internal/ipam"
 	"github.com/tabbynet/tabby/internal/selector"
 )
 
@@ -262,6 +264,10 @@ func newDeleteCommand(a *app) *cobra.Command {
 			defer c.Store().Close()
 			var errs []error
 			for _, t := range targets {
+				if err := checkDeletable(ctx, c, t.info, t.name); err != nil {
+					errs = append(errs, err)
+					continue
+				}
 				obj, err := c.Delete(ctx, t.info, t.namespace, t.name, "")
 				switch {
 				case errors.Is(err, datastore.ErrNotFound):
@@ -272,6 +278,11 @@ func newDeleteCommand(a *app) *cobra.Command {
 					errs = append(errs, err)
 				default:
 					fmt.Fprintf(a.streams.out, "%s deleted\n", objectRef(obj))
+					if t.info.Kind == "Node" {
+						if err := releaseNodeBlocks(ctx, c, a, t.name); err != nil {
+							errs = append(errs, fmt.Errorf("node %s deleted, but releasing its address blocks failed (IPAM GC will retry): %w", t.name, err))
+						}
+					}
 				}
 			}
 			return errors.Join(errs...)
@@ -282,4 +293,37 @@ func newDeleteCommand(a *app) *cobra.Command {
 	cmd.Flags().BoolVarP(&mf.recursive, "recursive", "R", false, "read directories recursively")
 	cmd.Flags().BoolVar(&ignoreNotFound, "ignore-not-found", false, "treat objects that do not exist as deleted")
 	return cmd
+}
+
+// checkDeletable refuses to delete an IP pool that still has addresses in
+// use. (An allocation that races with the delete is caught by
+// tabby ipam check, and the blocks of a deleted pool stay valid.)
+func checkDeletable(ctx context.Context, c *datastore.Client, info v1.KindInfo, name string) error {
+	if info.Kind != "IPPool" {
+		return nil
+	}
+	obj, err := c.Get(ctx, info, "", name)
+	if errors.Is(err, datastore.ErrNotFound) {
+		return nil // reported by the delete itself
+	}
+	if err != nil {
+		return err
+	}
+	inUse, reason, err := ipam.PoolInUse(ctx, c.Store(), obj.(*v1.IPPool))
+	if err != nil {
+		return fmt.Errorf("ippool %q: checking whether it is in use: %w", name, err)
+	}
+	if inUse {
+		return fmt.Errorf("ippool %q: cannot delete a pool that is in use: %s (release the addresses first; see tabby ipam show)", name, reason)
+	}
+	return nil
+}
+
+// releaseNodeBlocks gives back the address blocks of a deleted node.
+func releaseNodeBlocks(ctx context.Context, c *datastore.Client, a *app, node string) error {
+	alloc, err := ipam.New(c.Store(), ipam.Config{Logger: a.logger()})
+	if err != nil {
+		return err
+	}
+	return alloc.ReleaseNodeAffinities(ctx, node)
 }

@@ -65,6 +65,12 @@ the config file (` + "`tabby config`" + `), then ` + cliconfig.DefaultEndpoint +
 		newGetCommand(a),
 		newDeleteCommand(a),
 		newDatastoreCommand(a),
+		newIPAMCommand(a),
+		newAgentCommand(a),
+		newNodeCommand(a),
+		newPolicyCommand(a),
+		newInstallCNICommand(a),
+		newLabCommand(a),
 		newConfigCommand(a),
 		newVersionCommand(a),
 	)
