@@ -77,6 +77,7 @@ sleep 0.5
 
 step "Go on from here"
 cat <<EOF2
+  export PATH="$(pwd)/bin:\$PATH"     # the tabby binary that make demo built
   tabby lab ls
   tabby lab probe frontend db --proto icmp --family 6
   tabby lab exec n2 -- nft list ruleset
