@@ -36,6 +36,7 @@ lint:
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=60s ./internal/selector/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeManifests -fuzztime=60s ./api/v1/
+	$(GO) test -run='^$$' -fuzz=FuzzParseNetConf -fuzztime=60s ./internal/cni/
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
