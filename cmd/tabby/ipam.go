@@ -47,13 +47,11 @@ address allocated for a node in a block affine to another node (or to none).`,
   tabby ipam show --borrowed`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			c, err := a.connect(ctx)
+			ctx, c, done, err := a.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Store().Close()
+			defer done()
 			u, err := ipam.ReadUsage(ctx, c.Store())
 			if err != nil {
 				return err
@@ -142,13 +140,11 @@ without endpoint; GC releases real leaks after its grace period.`,
   tabby ipam check && echo clean`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			c, err := a.connect(ctx)
+			ctx, c, done, err := a.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Store().Close()
+			defer done()
 			r, err := ipam.Check(ctx, c.Store())
 			if err != nil {
 				return err
@@ -220,13 +216,11 @@ releaseCooldownSeconds of the IPAMConfiguration).`,
 				}
 				addrs = append(addrs, addr)
 			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			c, err := a.connect(ctx)
+			ctx, c, done, err := a.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Store().Close()
+			defer done()
 			alloc, err := ipam.New(c.Store(), ipam.Config{Logger: a.logger()})
 			if err != nil {
 				return err

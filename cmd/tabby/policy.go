@@ -60,13 +60,11 @@ datastore, as each node's agent would compile them.`,
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			c, err := a.connect(ctx)
+			ctx, c, done, err := a.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Store().Close()
+			defer done()
 			objs, err := listPolicyObjects(ctx, c)
 			if err != nil {
 				return err

@@ -51,13 +51,11 @@ Namespace.`,
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			c, err := a.connect(ctx)
+			ctx, c, done, err := a.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Store().Close()
+			defer done()
 			res, err := c.Apply(ctx, objs, datastore.ApplyOptions{CreateOnly: createOnly, DryRun: dryRun})
 			if err != nil {
 				return err
@@ -148,13 +146,11 @@ a Tabby selector expression.`,
 			if ns.allNamespaces && len(args) > 1 {
 				return errors.New("-A: cannot be used with names")
 			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			c, err := a.connect(ctx)
+			ctx, c, done, err := a.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Store().Close()
+			defer done()
 
 			var objs []v1.Object
 			if len(args) > 1 {
@@ -255,13 +251,11 @@ func newDeleteCommand(a *app) *cobra.Command {
 			default:
 				return errors.New("give KIND and at least one NAME, or -f FILE")
 			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			c, err := a.connect(ctx)
+			ctx, c, done, err := a.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Store().Close()
+			defer done()
 			var errs []error
 			for _, t := range targets {
 				if err := checkDeletable(ctx, c, t.info, t.name); err != nil {

@@ -135,6 +135,19 @@ func (a *app) connect(ctx context.Context) (*datastore.Client, error) {
 	return datastore.NewClient(store), nil
 }
 
+// dial connects to the datastore for one command: the returned context is
+// bounded by --request-timeout, and done closes the connection and releases
+// the context.
+func (a *app) dial(ctx context.Context) (context.Context, *datastore.Client, func(), error) {
+	ctx, cancel := a.withTimeout(ctx)
+	c, err := a.connect(ctx)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return ctx, c, func() { c.Store().Close(); cancel() }, nil
+}
+
 // withTimeout bounds a command's datastore work by --request-timeout.
 func (a *app) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, a.flags.requestTimeout)
