@@ -82,7 +82,8 @@ cat <<EOF2
   tabby lab probe frontend db --proto icmp --family 6
   tabby lab exec n2 -- nft list ruleset
   tabby lab probe frontend db --proto tcp --port 80
-  tabby policy trace --from default/frontend --to default/db --port 80
+  tabby get wep -A     # endpoint names come from the CNI plugin: NODE-cni-NAME-eth0
+  tabby policy trace --from default/n1-cni-frontend-eth0 --to default/n3-cni-db-eth0 --port 80
   tabby lab run extra --node n1 --labels app=frontend --serve tcp:80
   tabby lab down --name $name
 EOF2

@@ -188,7 +188,8 @@ func newLabDownCommand(a *app, lf *labFlags) *cobra.Command {
 				return err
 			}
 			start := time.Now()
-			if err := lab.Down(name); err != nil {
+			warn := func(err error) { fmt.Fprintf(a.streams.err, "warning: %v\n", err) }
+			if err := lab.Down(name, warn); err != nil {
 				return err
 			}
 			path := a.configPath()
@@ -237,10 +238,14 @@ func newLabRunCommand(a *app, lf *labFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run NAME --node NODE [--namespace NS] [--labels k=v,...] [--serve tcp:80,udp:53] [--ip ADDR]",
 		Short: "Run a workload in its own namespace on a node of the lab",
-		Long: `Create a workload namespace attached to NODE as Tabby attaches workloads
-(a veth, a /32 and a /128 from IPAM, a WorkloadEndpoint with the open
-profile lab-open and the given labels), wait until the node's agent has
-programmed it and, with --serve, start echo servers in it.`,
+		Long: `Create a workload namespace and attach it to NODE through Tabby's CNI
+plugin (ADD through libcni, from inside the node's namespace, with the
+node's network configuration that lab up installed): a veth, a /32 and a
+/128 from IPAM, and a WorkloadEndpoint with the given labels and the open
+profile lab-open (a namespace other than default gets the allow-all
+profile kns.NS instead). The plugin returns once the node's agent has
+programmed the endpoint. With --serve, start echo servers in it. --ip
+reserves the address for the plugin's IPAM handle before ADD.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, err := lf.labName()
@@ -272,8 +277,8 @@ programmed it and, with --serve, start echo servers in it.`,
 			if w.IPv6.IsValid() {
 				addrs = append(addrs, w.IPv6.String())
 			}
-			fmt.Fprintf(a.streams.out, "workload %s on %s: %s (netns %s, host interface %s) ready in %s\n",
-				w.ID(), w.Node, strings.Join(addrs, ", "), w.NetNS, w.Interface, time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(a.streams.out, "workload %s on %s: %s (netns %s, host interface %s, endpoint %s/%s) ready in %s\n",
+				w.ID(), w.Node, strings.Join(addrs, ", "), w.NetNS, w.Interface, w.Namespace, w.Endpoint, time.Since(start).Round(time.Millisecond))
 			if len(w.Serve) > 0 {
 				fmt.Fprintf(a.streams.out, "  serving %s (pid %d)\n", strings.Join(w.Serve, ","), w.Server.PID)
 			}

@@ -216,11 +216,56 @@ func TestLabEndToEnd(t *testing.T) {
 	out := e.must("lab", "--name", name, "matrix", "--proto", "tcp", "--port", "80", "--expect", expect)
 	t.Log(out)
 
+	// The workloads were attached by the CNI plugin: endpoints named by
+	// the plugin, orchestrator cni, the network's profile lab-open.
+	weps := e.must("--context", "lab-"+name, "get", "workloadendpoints", "-A", "-o", "yaml")
+	for _, want := range []string{"name: n1-cni-client-eth0", "name: n2-cni-server-eth0", "orchestrator: cni", "- lab-open", "cni.tabby.dev/network: lab-open"} {
+		if !strings.Contains(weps, want) {
+			t.Errorf("WorkloadEndpoints lack %q:\n%s", want, weps)
+		}
+	}
+	if cniLog := mustRead(t, filepath.Join(lab.Dir(name), "logs", "cni.log")); strings.Count(cniLog, "ADD done") != 2 {
+		t.Errorf("cni.log:\n%s", cniLog)
+	}
+
+	// Another namespace (passed to the plugin as a pod's, profile
+	// kns.prod) and a wanted address (reserved for the plugin's handle).
+	out = e.must("lab", "--name", name, "run", "extra", "--node", "n2", "--namespace", "prod", "--ip", "10.65.200.7", "--serve", "tcp:80")
+	if !strings.Contains(out, "10.65.200.7") || !strings.Contains(out, "endpoint prod/n2-k8s-extra-eth0") {
+		t.Errorf("lab run extra: %s", out)
+	}
+	for _, fam := range []string{"4", "6"} {
+		e.waitProbe(true, "--name", name, "client", "prod/extra", "--proto", "tcp", "--port", "80", "--family", fam)
+	}
+
 	var js lab.State
-	if err := json.Unmarshal([]byte(mustRead(t, filepath.Join(lab.Dir(name), "state.json"))), &js); err != nil || len(js.Workloads) != 2 {
+	if err := json.Unmarshal([]byte(mustRead(t, filepath.Join(lab.Dir(name), "state.json"))), &js); err != nil || len(js.Workloads) != 3 {
 		t.Fatalf("state.json: %v %+v", err, js.Workloads)
 	}
+	// Down detaches every workload through the plugin (DEL) first.
+	logPath := filepath.Join(t.TempDir(), "cni.log")
+	stop := make(chan struct{})
+	copied := make(chan struct{})
+	go func() { // keep a copy of the log, which Down removes with the lab
+		defer close(copied)
+		src := filepath.Join(lab.Dir(name), "logs", "cni.log")
+		for {
+			if b, err := os.ReadFile(src); err == nil {
+				_ = os.WriteFile(logPath, b, 0o644)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
 	e.downAndCheck(name)
+	close(stop)
+	<-copied
+	if b, _ := os.ReadFile(logPath); strings.Count(string(b), "DEL done") != 3 {
+		t.Errorf("lab down did not DEL the 3 workloads; cni.log:\n%s", b)
+	}
 }
 
 func mustRead(t *testing.T, path string) string {

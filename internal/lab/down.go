@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,10 +10,14 @@ import (
 	"github.com/tabbynet/tabby/internal/netns"
 )
 
-// Down stops every process of the lab name (by recorded PID), deletes
-// every namespace it created and removes its directory. It goes on past
-// errors and reports them all; a lab that does not exist is an error.
-func Down(name string) error {
+// Down stops every process of the lab name (by recorded PID), detaches
+// every workload through the CNI plugin (DEL), deletes every namespace it
+// created and removes its directory. It goes on past errors and reports
+// them all; a lab that does not exist is an error. A failed DEL is only
+// passed to warn (if not nil): the workload's namespace, and the
+// datastore with its endpoint and addresses, go away with the lab anyway,
+// and a lab whose datastore is broken must still come down.
+func Down(name string, warn func(error)) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
@@ -39,8 +44,9 @@ func Down(name string) error {
 	for _, n := range st.Nodes {
 		agents = append(agents, n.Agent)
 	}
-	errs = append(errs, stopAll(servers, grace), stopAll(agents, grace),
-		stopAll([]*Proc{st.Relay, st.Datastore}, grace))
+	errs = append(errs, stopAll(servers, grace))
+	detach(st, warn)
+	errs = append(errs, stopAll(agents, grace), stopAll([]*Proc{st.Relay, st.Datastore}, grace))
 	for _, ns := range st.Namespaces() {
 		if err := netns.Delete(ns); err != nil {
 			errs = append(errs, err)
@@ -51,6 +57,32 @@ func Down(name string) error {
 		return fmt.Errorf("taking lab %s down: %w", name, err)
 	}
 	return os.RemoveAll(Dir(name))
+}
+
+// delTimeout bounds the DEL of each workload in Down.
+const delTimeout = 15 * time.Second
+
+// detach runs CNI DEL for every workload the plugin attached.
+func detach(st *State, warn func(error)) {
+	if warn == nil {
+		warn = func(error) {}
+	}
+	if !st.Datastore.Alive() {
+		if len(st.Workloads) > 0 {
+			warn(fmt.Errorf("lab %s: the datastore is not running, so the workloads are not detached through the CNI plugin (DEL); their namespaces are deleted", st.Name))
+		}
+		return
+	}
+	for _, w := range st.Workloads {
+		if w.ContainerID == "" {
+			continue // reserved, never attached
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), delTimeout)
+		if err := cniDel(ctx, st, w); err != nil {
+			warn(err)
+		}
+		cancel()
+	}
 }
 
 // Namespaces lists every namespace of the lab: workloads, nodes, fabric.

@@ -11,10 +11,12 @@
 //   - a relay process in the machine's namespace that listens on a
 //     kernel-chosen loopback port and forwards to the datastore, so that
 //     the CLI (through the context lab-NAME) reaches the lab;
-//   - one namespace per workload, tl-NAME-w-WORKLOAD, plumbed to its node
-//     as the CNI plugin does it, optionally running echo servers;
+//   - one namespace per workload, tl-NAME-w-WORKLOAD, attached to its
+//     node by Tabby's CNI plugin (run through libcni from the node's
+//     namespace), optionally running echo servers;
 //   - the state directory /run/tabby/lab/NAME (state.json, logs, the
-//     datastore's data, the agents' status sockets).
+//     datastore's data, the agents' status sockets, and cni/: the plugins,
+//     one network configuration list per node, and libcni's cache).
 //
 // Every process the lab starts is detached (setsid) and recorded in
 // state.json with its PID and start time; [Down] stops exactly those
@@ -94,16 +96,21 @@ type Node struct {
 
 // Workload is a workload namespace attached to a node.
 type Workload struct {
-	Namespace string            `json:"namespace"`
-	Name      string            `json:"name"`
-	Node      string            `json:"node"`
-	NetNS     string            `json:"netns"`
-	Interface string            `json:"interface"`
-	IPv4      netip.Addr        `json:"ipv4,omitzero"`
-	IPv6      netip.Addr        `json:"ipv6,omitzero"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	Serve     []string          `json:"serve,omitempty"`
-	Server    *Proc             `json:"server,omitempty"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Node      string `json:"node"`
+	NetNS     string `json:"netns"`
+	// ContainerID is the workload's CNI container ID, Endpoint the name
+	// of the WorkloadEndpoint the CNI plugin wrote (in Namespace), and
+	// Interface its host-side interface.
+	ContainerID string            `json:"containerID"`
+	Endpoint    string            `json:"endpoint,omitempty"`
+	Interface   string            `json:"interface"`
+	IPv4        netip.Addr        `json:"ipv4,omitzero"`
+	IPv6        netip.Addr        `json:"ipv6,omitzero"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Serve       []string          `json:"serve,omitempty"`
+	Server      *Proc             `json:"server,omitempty"`
 }
 
 // ID is "namespace/name".

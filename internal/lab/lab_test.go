@@ -1,10 +1,12 @@
 package lab
 
 import (
-	"net/netip"
 	"testing"
 
+	"github.com/containernetworking/cni/libcni"
+
 	v1 "github.com/tabbynet/tabby/api/v1"
+	"github.com/tabbynet/tabby/internal/cni"
 )
 
 func TestCheckName(t *testing.T) {
@@ -31,22 +33,33 @@ func TestParseServe(t *testing.T) {
 	}
 }
 
-// The manifests the lab writes decode and validate.
+// The manifests the lab writes decode and validate, and the nodes'
+// network configurations load with libcni and the plugin's own checks.
 func TestManifestsDecode(t *testing.T) {
 	st := &State{Name: "x", Index: 3, IPv6: true, Pool4: "10.65.0.0/16", Pool6: "fd00:65::/48",
-		Nodes: []Node{{Name: "n1", IPv4: fabricAddr4(3, 1), IPv6: fabricAddr6(3, 1)}}}
-	w := Workload{Namespace: "default", Name: "web", Node: "n1", Interface: "tabby0123456789",
-		IPv4: netip.MustParseAddr("10.65.0.1"), IPv6: netip.MustParseAddr("fd00:65::1"),
-		Labels: map[string]string{"app": "web", "tabby.dev/x": "y"}}
-	for what, m := range map[string]string{"resources": resources(st), "endpoint": wepManifest(w)} {
-		objs, err := v1.DecodeManifests(what+".yaml", []byte(m))
-		if err != nil {
-			t.Errorf("%s: %v\n%s", what, err, m)
-			continue
-		}
-		if len(objs) == 0 {
-			t.Errorf("%s: no objects", what)
-		}
+		DatastoreURL: "http://172.31.3.254:2379",
+		Nodes:        []Node{{Name: "n1", IPv4: fabricAddr4(3, 1), IPv6: fabricAddr6(3, 1), Socket: "/run/tabby/lab/x/n1.sock"}}}
+	objs, err := v1.DecodeManifests("resources.yaml", []byte(resources(st)))
+	if err != nil || len(objs) == 0 {
+		t.Errorf("resources: %v (%d objects)\n%s", err, len(objs), resources(st))
+	}
+	b, err := conflist(st, st.Nodes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := libcni.NetworkConfFromBytes(b)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if l.Name != profileName || len(l.Plugins) != 1 || l.Plugins[0].Network.Type != cni.PluginType {
+		t.Errorf("conflist: %s", b)
+	}
+	nc, err := cni.ParseNetConf(l.Plugins[0].Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n4, n6 := nc.IPAM.Want(); nc.NodeName != "n1" || nc.AgentSocket != st.Nodes[0].Socket || n4 != 1 || n6 != 1 {
+		t.Errorf("plugin configuration: %+v", nc)
 	}
 	if got := fabricAddr6(3, 254).String(); got != "fd00:ffff:3::fe" {
 		t.Errorf("fabricAddr6 = %s", got)

@@ -107,7 +107,8 @@ func fabricAddr6(idx, host int) netip.Addr {
 }
 
 // Up builds the lab: fabric, nodes, datastore, relay, resources and
-// agents, and waits until every BGP session is established. If it fails,
+// agents, waits until every BGP session is established, and installs the
+// CNI plugin and the nodes' network configurations. If it fails,
 // it takes down what it built.
 func Up(ctx context.Context, cfg Config) (st *State, err error) {
 	cfg.Defaults()
@@ -129,7 +130,7 @@ func Up(ctx context.Context, cfg Config) (st *State, err error) {
 	}
 	defer func() {
 		if err != nil {
-			if derr := Down(cfg.Name); derr != nil {
+			if derr := Down(cfg.Name, nil); derr != nil {
 				err = errors.Join(err, fmt.Errorf("cleaning up: %w", derr))
 			}
 			st = nil
@@ -186,6 +187,12 @@ func Up(ctx context.Context, cfg Config) (st *State, err error) {
 		return nil, err
 	}
 	step(fmt.Sprintf("BGP mesh established (%d sessions)", len(st.Nodes)*(len(st.Nodes)-1)/2), t0)
+
+	t0 = time.Now()
+	if err := installCNI(st, cfg.Binary); err != nil {
+		return nil, fmt.Errorf("installing the CNI plugin: %w", err)
+	}
+	step("CNI plugin and network "+networkName+" in "+filepath.Dir(cniBinDir(st.Name)), t0)
 	return st, nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -13,9 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tabbynet/tabby/internal/agent"
-	"github.com/tabbynet/tabby/internal/dataplane/links"
-	"github.com/tabbynet/tabby/internal/dataplane/nl"
+	v1 "github.com/tabbynet/tabby/api/v1"
+	"github.com/tabbynet/tabby/internal/cni"
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/ipam"
 	"github.com/tabbynet/tabby/internal/netns"
@@ -38,16 +36,6 @@ type WorkloadConfig struct {
 	Timeout time.Duration
 }
 
-// hostMAC is the MAC of every workload's host-side interface; the
-// workload has a permanent neighbour entry for 169.254.1.1 with it, and
-// its IPv6 gateway is the link-local address derived from it.
-var hostMAC = net.HardwareAddr{0xee, 0xee, 0xee, 0xee, 0xee, 0xee}
-
-var (
-	gateway4 = netip.MustParseAddr("169.254.1.1")
-	gateway6 = netip.MustParseAddr("fe80::ecee:eeff:feee:eeee")
-)
-
 // ParseServe checks a list of "tcp:PORT" and "udp:PORT".
 func ParseServe(specs []string) error {
 	for _, s := range specs {
@@ -59,11 +47,12 @@ func ParseServe(specs []string) error {
 	return nil
 }
 
-// Run creates a workload on one of the lab's nodes, plumbed as the CNI
-// plugin does it: a namespace with eth0 carrying the workload's /32 and
-// /128 from IPAM, a veth to the node, a WorkloadEndpoint (with the open
-// profile lab-open and the given labels), and optionally echo servers.
-// It returns once the node's agent has programmed the endpoint.
+// Run creates a workload on one of the lab's nodes: a namespace, attached
+// by Tabby's CNI plugin (ADD, run from the node's namespace, see cni.go),
+// which gives it eth0 with a /32 (and a /128) from IPAM, a veth to the
+// node and a WorkloadEndpoint with the given labels and the open profile
+// lab-open, and returns once the node's agent has programmed the
+// endpoint; then, optionally, echo servers in it.
 func Run(ctx context.Context, lab string, cfg WorkloadConfig) (wl *Workload, err error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = "default"
@@ -91,7 +80,7 @@ func Run(ctx context.Context, lab string, cfg WorkloadConfig) (wl *Workload, err
 	if cfg.Namespace != "default" {
 		w.NetNS = NSPrefix + lab + "-w-" + cfg.Namespace + "-" + cfg.Name
 	}
-	w.Interface = links.InterfaceName("tabby", w.ID())
+	w.ContainerID = containerID(w)
 	var st *State
 	err = update(lab, func(s *State) error {
 		st = s
@@ -100,6 +89,9 @@ func Run(ctx context.Context, lab string, cfg WorkloadConfig) (wl *Workload, err
 		}
 		if _, ok := s.Workload(w.ID()); ok {
 			return fmt.Errorf("workload %s exists already", w.ID())
+		}
+		if slices.ContainsFunc(s.Workloads, func(o Workload) bool { return o.ContainerID == w.ContainerID }) {
+			return fmt.Errorf("workload %s would have the CNI container ID %s of another workload; rename it", w.ID(), w.ContainerID)
 		}
 		if slices.Contains(s.Namespaces(), w.NetNS) {
 			return fmt.Errorf("namespace %s is taken", w.NetNS)
@@ -110,14 +102,25 @@ func Run(ctx context.Context, lab string, cfg WorkloadConfig) (wl *Workload, err
 	if err != nil {
 		return nil, err
 	}
-	node, _ := st.Node(cfg.Node)
-
 	c, err := connect(ctx, st)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Store().Close()
-	if err := assignAddrs(ctx, c.Store(), st, &w, cfg.IPs); err != nil {
+	if len(cfg.IPs) > 0 {
+		if err := reserveAddrs(ctx, c.Store(), st, w, cfg.IPs); err != nil {
+			return nil, err
+		}
+	}
+	h, err := newNS(w.NetNS)
+	if err != nil {
+		return nil, err
+	}
+	h.Close()
+	if err := cniAdd(ctx, st, &w); err != nil {
+		return nil, err
+	}
+	if w.Endpoint, err = endpointName(ctx, c, w); err != nil {
 		return nil, err
 	}
 	if err := update(lab, func(s *State) error {
@@ -125,15 +128,6 @@ func Run(ctx context.Context, lab string, cfg WorkloadConfig) (wl *Workload, err
 		*p = w
 		return nil
 	}); err != nil {
-		return nil, err
-	}
-	if err := plumb(node, w); err != nil {
-		return nil, fmt.Errorf("plumbing %s: %w", w.ID(), err)
-	}
-	if err := applyManifest(ctx, c, wepManifest(w)); err != nil {
-		return nil, fmt.Errorf("writing the WorkloadEndpoint: %w", err)
-	}
-	if err := waitProgrammed(ctx, node, w); err != nil {
 		return nil, err
 	}
 	if len(cfg.Serve) > 0 {
@@ -161,128 +155,58 @@ func Run(ctx context.Context, lab string, cfg WorkloadConfig) (wl *Workload, err
 	return &w, nil
 }
 
-func assignAddrs(ctx context.Context, store datastore.Store, st *State, w *Workload, want []netip.Addr) error {
+// reserveAddrs assigns the wanted addresses (and, for the families
+// without one, addresses from IPAM) to the IPAM handle the plugin uses
+// for the workload. The plugin has no way to be asked for an address, but
+// it keeps the addresses its handle already holds when they are one per
+// family it assigns.
+func reserveAddrs(ctx context.Context, store datastore.Store, st *State, w Workload, want []netip.Addr) error {
 	alloc, err := ipam.New(store, ipam.Config{})
 	if err != nil {
 		return err
 	}
-	handle := "lab." + w.Namespace + "." + w.Name
-	attrs := map[string]string{ipam.AttrNamespace: w.Namespace, ipam.AttrEndpoint: w.Name}
+	handle := cni.HandleID(networkName, w.ContainerID, "eth0")
+	attrs := map[string]string{ipam.AttrNamespace: w.Namespace}
 	num4, num6 := 1, 0
 	if st.IPv6 {
 		num6 = 1
 	}
 	for _, a := range want {
+		if a.Is6() && !st.IPv6 {
+			return fmt.Errorf("--ip %s: lab %s has no IPv6", a, st.Name)
+		}
 		if err := alloc.AssignIP(ctx, ipam.AssignIPArgs{Addr: a, Node: w.Node, Handle: handle, Attrs: attrs}); err != nil {
 			return fmt.Errorf("assigning %s: %w", a, err)
 		}
 		if a.Is4() {
-			w.IPv4, num4 = a, 0
+			num4 = 0
 		} else {
-			w.IPv6, num6 = a, 0
+			num6 = 0
 		}
 	}
 	if num4+num6 == 0 {
 		return nil
 	}
-	got, err := alloc.AutoAssign(ctx, ipam.AssignArgs{Node: w.Node, Handle: handle, Num4: num4, Num6: num6, Attrs: attrs})
-	if err != nil {
+	if _, err := alloc.AutoAssign(ctx, ipam.AssignArgs{Node: w.Node, Handle: handle, Num4: num4, Num6: num6, Attrs: attrs}); err != nil {
 		return fmt.Errorf("assigning addresses: %w", err)
 	}
-	if len(got.IPv4) > 0 {
-		w.IPv4 = got.IPv4[0]
-	}
-	if len(got.IPv6) > 0 {
-		w.IPv6 = got.IPv6[0]
-	}
 	return nil
 }
 
-// plumb creates the workload's namespace and its veth to the node.
-func plumb(node *Node, w Workload) error {
-	h, err := newNS(w.NetNS)
+// endpointName finds the name of the WorkloadEndpoint the plugin wrote
+// for w.
+func endpointName(ctx context.Context, c *datastore.Client, w Workload) (string, error) {
+	info, _ := v1.LookupKind("WorkloadEndpoint")
+	objs, _, err := c.List(ctx, info, w.Namespace)
 	if err != nil {
-		return err
+		return "", err
 	}
-	defer h.Close()
-	host, err := nl.Open(netns.NamedPath(node.NetNS))
-	if err != nil {
-		return err
-	}
-	defer host.Close()
-	hl, err := host.CreateVeth(nl.Veth{Name: w.Interface, MAC: hostMAC, PeerName: "eth0", PeerNS: h.NS()})
-	if err != nil {
-		return err
-	}
-	if err := host.LinkSetUp(hl.Index); err != nil {
-		return err
-	}
-	eth0, err := h.LinkByName("eth0")
-	if err != nil {
-		return err
-	}
-	if err := h.LinkSetUp(eth0.Index); err != nil {
-		return err
-	}
-	if w.IPv4.IsValid() {
-		if err := h.AddrAdd(nl.Addr{LinkIndex: eth0.Index, Prefix: netip.PrefixFrom(w.IPv4, 32)}); err != nil {
-			return err
-		}
-		if err := h.RouteAdd(nl.Route{Dst: netip.PrefixFrom(gateway4, 32), LinkIndex: eth0.Index, Scope: nl.ScopeLink}); err != nil {
-			return err
-		}
-		if err := h.RouteAdd(nl.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: gateway4, LinkIndex: eth0.Index}); err != nil {
-			return err
-		}
-		if err := h.NeighSet(nl.Neigh{LinkIndex: eth0.Index, IP: gateway4, MAC: hostMAC, Permanent: true}); err != nil {
-			return err
+	for _, o := range objs {
+		if wep, ok := o.(*v1.WorkloadEndpoint); ok && wep.Spec.ContainerID == w.ContainerID && wep.Spec.Node == w.Node {
+			return wep.Metadata.Name, nil
 		}
 	}
-	if w.IPv6.IsValid() {
-		if err := h.AddrAdd(nl.Addr{LinkIndex: eth0.Index, Prefix: netip.PrefixFrom(w.IPv6, 128), NoDAD: true}); err != nil {
-			return err
-		}
-		if err := h.RouteAdd(nl.Route{Dst: netip.MustParsePrefix("::/0"), Gateway: gateway6, LinkIndex: eth0.Index}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func wepManifest(w Workload) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: tabby.dev/v1\nkind: WorkloadEndpoint\nmetadata:\n  name: %s\n  namespace: %s\n", w.Name, w.Namespace)
-	if len(w.Labels) > 0 {
-		b.WriteString("  labels:\n")
-		for _, k := range slices.Sorted(maps.Keys(w.Labels)) {
-			fmt.Fprintf(&b, "    %q: %q\n", k, w.Labels[k])
-		}
-	}
-	fmt.Fprintf(&b, "spec:\n  node: %s\n  orchestrator: lab\n  workload: %s\n  endpoint: eth0\n  interfaceName: %s\n  profiles: [%s]\n  ipNetworks:\n", w.Node, w.Name, w.Interface, profileName)
-	if w.IPv4.IsValid() {
-		fmt.Fprintf(&b, "  - %s/32\n", w.IPv4)
-	}
-	if w.IPv6.IsValid() {
-		fmt.Fprintf(&b, "  - %s/128\n", w.IPv6)
-	}
-	return b.String()
-}
-
-func waitProgrammed(ctx context.Context, node *Node, w Workload) error {
-	sc := agent.NewStatusClient(node.Socket)
-	var last agent.EndpointStatus
-	for {
-		st, known, err := sc.Endpoint(ctx, w.Namespace, w.Name)
-		if err == nil && known && st.Programmed {
-			return nil
-		}
-		last = st
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("endpoint %s not programmed by the agent of %s: %w (last: %+v)", w.ID(), node.Name, ctx.Err(), last)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return "", fmt.Errorf("the CNI plugin wrote no WorkloadEndpoint for %s", w.ID())
 }
 
 // waitServing waits until the workload's echo servers answer on its
