@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -113,6 +114,7 @@ func (s *localState) applyEndpoint(u update) {
 	s.endpoints[u.key] = wep
 	s.revisions[endpointID(wep)] = u.kv.Revision
 	if !had || old.Spec.InterfaceName != wep.Spec.InterfaceName || !slices.Equal(old.Spec.IPNetworks, wep.Spec.IPNetworks) ||
+		old.Spec.MAC != wep.Spec.MAC ||
 		elevated(old) != elevated(wep) {
 		s.linksDirty, s.routesDirty, s.bgpDirty = true, true, true
 	}
@@ -172,11 +174,15 @@ func (s *localState) desiredInterfaces() []links.Interface {
 			continue
 		}
 		iface := links.Interface{Name: w.Spec.InterfaceName}
+		mac, _ := net.ParseMAC(w.Spec.MAC) // validated by api/v1; "" gives no entries
 		for _, p := range endpointPrefixes(w) {
 			if p.Addr().Is4() {
 				iface.IPv4 = true
 			} else {
 				iface.IPv6 = true
+			}
+			if mac != nil {
+				iface.Neighbors = append(iface.Neighbors, links.Neighbor{IP: p.Addr(), MAC: mac})
 			}
 		}
 		out = append(out, iface)

@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -113,6 +114,18 @@ type Interface struct {
 	Name string
 	IPv4 bool // the workload has IPv4 addresses
 	IPv6 bool // the workload has IPv6 addresses
+	// Neighbors are the workload's addresses with its MAC: they become
+	// permanent neighbour entries on the interface, so the host never has
+	// to resolve its workloads (and a workload cannot answer for another's
+	// address). Permanent entries on the interface that are not listed are
+	// deleted; none are kept when the MAC is unknown.
+	Neighbors []Neighbor
+}
+
+// Neighbor is one permanent neighbour entry.
+type Neighbor struct {
+	IP  netip.Addr
+	MAC net.HardwareAddr
 }
 
 // Status tells whether a desired interface is ready.
@@ -142,6 +155,9 @@ type Kernel interface {
 	LinkSetUp(index int) error
 	SysctlGet(name string) (string, error)
 	SysctlSet(name, value string) error
+	NeighList(linkIndex int, fam nl.Family) ([]nl.Neigh, error)
+	NeighSet(n nl.Neigh) error
+	NeighDel(n nl.Neigh) error
 }
 
 // Manager configures the host side of workload interfaces in one
@@ -326,6 +342,44 @@ func (m *Manager) configure(iface Interface, l nl.Link, writes *int) error {
 		}
 		*writes++
 		m.log.Debug("set link up", "iface", l.Name)
+	}
+	return m.ensureNeighbors(iface, l, writes)
+}
+
+// ensureNeighbors makes the permanent neighbour entries of l exactly
+// iface.Neighbors. Entries the kernel learned itself are left alone.
+func (m *Manager) ensureNeighbors(iface Interface, l nl.Link, writes *int) error {
+	cur, err := m.k.NeighList(l.Index, nl.FamilyAll)
+	if err != nil {
+		return err
+	}
+	have := map[netip.Addr]nl.Neigh{}
+	for _, n := range cur {
+		if n.Permanent {
+			have[n.IP] = n
+		}
+	}
+	want := map[netip.Addr]bool{}
+	for _, n := range iface.Neighbors {
+		want[n.IP] = true
+		if h, ok := have[n.IP]; ok && slices.Equal(h.MAC, n.MAC) {
+			continue
+		}
+		if err := m.k.NeighSet(nl.Neigh{LinkIndex: l.Index, IP: n.IP, MAC: n.MAC, Permanent: true}); err != nil {
+			return err
+		}
+		*writes++
+		m.log.Debug("set neighbour", "iface", l.Name, "ip", n.IP, "mac", n.MAC)
+	}
+	for ip, n := range have {
+		if want[ip] {
+			continue
+		}
+		if err := m.k.NeighDel(n); err != nil && !errors.Is(err, nl.ErrNotFound) {
+			return err
+		}
+		*writes++
+		m.log.Debug("deleted neighbour", "iface", l.Name, "ip", ip)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -96,6 +97,16 @@ func (c *countingKernel) LinkSetUp(i int) error {
 func (c *countingKernel) SysctlSet(name, value string) error {
 	c.writes.Add(1)
 	return c.Handle.SysctlSet(name, value)
+}
+
+func (c *countingKernel) NeighSet(n nl.Neigh) error {
+	c.writes.Add(1)
+	return c.Handle.NeighSet(n)
+}
+
+func (c *countingKernel) NeighDel(n nl.Neigh) error {
+	c.writes.Add(1)
+	return c.Handle.NeighDel(n)
 }
 
 func openHandle(t testing.TB, ns *netns.NS) *nl.Handle {
@@ -258,4 +269,80 @@ func TestApply(t *testing.T) {
 	if diff := cmp.Diff([]string{missing, dual, stray, v4}, res.Strays, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
 		t.Errorf("strays (-want +got):\n%s", diff)
 	}
+}
+
+func TestApplyNeighbors(t *testing.T) {
+	host := openHandle(t, testkit.NetNS(t))
+	k := &countingKernel{Handle: host}
+	m, err := New(Config{}, k, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := InterfaceName("tabby", "neigh")
+	veth(t, host, name)
+	mac, _ := net.ParseMAC("02:00:00:00:00:07")
+	other, _ := net.ParseMAC("02:00:00:00:00:08")
+	want := []Neighbor{{IP: netip.MustParseAddr("10.65.0.7"), MAC: mac}, {IP: netip.MustParseAddr("fd00:65::7"), MAC: mac}}
+	ctx := context.Background()
+	permanent := func() map[netip.Addr]string {
+		links, err := host.LinkList()
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx := 0
+		for _, l := range links {
+			if l.Name == name {
+				idx = l.Index
+			}
+		}
+		ns, err := host.NeighList(idx, nl.FamilyAll)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[netip.Addr]string{}
+		for _, n := range ns {
+			if n.Permanent {
+				out[n.IP] = n.MAC.String()
+			}
+		}
+		return out
+	}
+
+	m.Set([]Interface{{Name: name, IPv4: true, IPv6: true, Neighbors: want}})
+	if _, err := m.Apply(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[netip.Addr]string{want[0].IP: mac.String(), want[1].IP: mac.String()}, permanent()); d != "" {
+		t.Errorf("neighbours after Apply (-want +got):\n%s", d)
+	}
+	before := k.writes.Load()
+	if _, err := m.Apply(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := k.writes.Load() - before; n != 0 {
+		t.Errorf("second Apply made %d writes", n)
+	}
+
+	// A new MAC (the workload was recreated), and a stray permanent entry
+	// added by hand: both are repaired.
+	if err := host.NeighSet(nl.Neigh{LinkIndex: linkIndex(t, host, name), IP: netip.MustParseAddr("10.65.0.99"), MAC: other, Permanent: true}); err != nil {
+		t.Fatal(err)
+	}
+	want = []Neighbor{{IP: netip.MustParseAddr("10.65.0.7"), MAC: other}}
+	m.Set([]Interface{{Name: name, IPv4: true, Neighbors: want}})
+	if _, err := m.Apply(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[netip.Addr]string{want[0].IP: other.String()}, permanent()); d != "" {
+		t.Errorf("neighbours after the change (-want +got):\n%s", d)
+	}
+}
+
+func linkIndex(t *testing.T, h *nl.Handle, name string) int {
+	t.Helper()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Index
 }
