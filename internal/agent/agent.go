@@ -53,6 +53,15 @@ type Agent struct {
 
 	lastResync      time.Time // nftables
 	lastRouteResync time.Time // routes and links
+
+	// The last links and routes results, published until the next apply
+	// of that part; linksRetry and routesRetry mean that apply left
+	// something pending or failed, so the next apply runs it even if the
+	// desired state did not change.
+	linkStatus    map[string]links.Status
+	routeProblems map[string]string
+	linksRetry    bool
+	routesRetry   bool
 }
 
 // New returns an agent for cfg that reads store. It does nothing until Run.
@@ -274,24 +283,33 @@ func (a *Agent) apply(ctx context.Context) (retry bool, err error) {
 	if err := a.applyPolicy(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	linkStatus, lretry, err := a.applyLinks(ctx)
-	if err != nil {
-		errs = append(errs, err)
+	// Links and routes only depend on local state: a change elsewhere in
+	// the cluster (a remote endpoint's labels) does not read the kernel
+	// for them. Drift is the periodic resync's job.
+	if a.state.linksDirty || a.linksRetry {
+		var err error
+		a.linkStatus, a.linksRetry, err = a.applyLinks(ctx)
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
-	routeProblems, rretry, err := a.applyRoutes(ctx)
-	if err != nil {
-		errs = append(errs, err)
+	if a.state.routesDirty || a.routesRetry {
+		var err error
+		a.routeProblems, a.routesRetry, err = a.applyRoutes(ctx)
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	bretry, err := a.applyBGP(ctx)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	a.publish(linkStatus, routeProblems)
+	a.publish(a.linkStatus, a.routeProblems)
 	if err := errors.Join(errs...); err != nil {
 		return true, a.applyFailed(err)
 	}
 	a.board.update(func(s *Status, _ map[policy.EndpointID]EndpointStatus) { s.LastApplyError = "" })
-	return lretry || rretry || bretry, nil
+	return a.linksRetry || a.routesRetry || bretry, nil
 }
 
 func (a *Agent) applyFailed(err error) error {
@@ -342,6 +360,7 @@ func (a *Agent) buildDataplane(ctx context.Context) error {
 	// The first apply is a full Resync: it reconciles whatever an earlier
 	// run left in the kernel without flushing it.
 	a.rs = a.engine.Ruleset()
+	a.countRuleset()
 	renderer.Set(a.rs)
 	res, err := renderer.Resync(ctx)
 	if err != nil {
@@ -374,10 +393,17 @@ func (a *Agent) applyPolicy(ctx context.Context) error {
 	if d := a.engine.Flush(); !d.Empty() {
 		a.rs.Apply(d)
 		a.nft.Set(a.rs)
+		a.countRuleset()
 	}
 	if _, err := a.nft.Apply(ctx); err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
+	return nil
+}
+
+// countRuleset updates the ruleset gauges; it walks every set, so it runs
+// only when the ruleset changed.
+func (a *Agent) countRuleset() {
 	rs := a.rs
 	a.metrics.endpoints.Set(float64(len(rs.Endpoints)))
 	a.metrics.policies.Set(float64(len(rs.Policies) + len(rs.Profiles)))
@@ -386,7 +412,6 @@ func (a *Agent) applyPolicy(ctx context.Context) error {
 		members += len(s.Members) + len(s.NamedPorts)
 	}
 	a.metrics.setMembers.Set(float64(members))
-	return nil
 }
 
 // applyLinks configures the host side of the local workloads' interfaces.
@@ -452,13 +477,16 @@ func (a *Agent) publish(linkStatus map[string]links.Status, routeProblems map[st
 				st.Problem = fmt.Sprintf("interface %s: %s", w.Spec.InterfaceName, ls.Problem)
 			case routeProblems[w.Spec.InterfaceName] != "":
 				st.Problem = routeProblems[w.Spec.InterfaceName]
-			case !a.nft.EndpointStatus(id).Programmed:
-				st.Problem = "policy is not programmed yet"
-				if p := a.nft.EndpointStatus(id).Problem; p != "" {
-					st.Problem = "policy: " + p
-				}
 			default:
-				st.Programmed = true
+				ns := a.nft.EndpointStatus(id)
+				switch {
+				case ns.Problem != "":
+					st.Problem = "policy: " + ns.Problem
+				case !ns.Programmed:
+					st.Problem = "policy is not programmed yet"
+				default:
+					st.Programmed = true
+				}
 			}
 			board[id] = st
 		}
