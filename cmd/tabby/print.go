@@ -46,6 +46,16 @@ type column struct {
 	count  bool
 }
 
+// policyColumns are the columns of both kinds of policy.
+var policyColumns = []column{
+	{header: "TIER", path: "spec.tier"},
+	{header: "ORDER", path: "spec.order"},
+	{header: "SELECTOR", path: "spec.selector"},
+	{header: "TYPES", path: "spec.types", wide: true},
+	{header: "INGRESS", path: "spec.ingress", count: true, wide: true},
+	{header: "EGRESS", path: "spec.egress", count: true, wide: true},
+}
+
 // columns per kind, after NAME (and NAMESPACE with -A) and before AGE.
 var columns = map[string][]column{
 	"Node": {
@@ -77,24 +87,11 @@ var columns = map[string][]column{
 		{header: "ORDER", path: "spec.order"},
 		{header: "DEFAULT-ACTION", path: "spec.defaultAction"},
 	},
-	"NetworkPolicy": {
-		{header: "TIER", path: "spec.tier"},
-		{header: "ORDER", path: "spec.order"},
-		{header: "SELECTOR", path: "spec.selector"},
-		{header: "TYPES", path: "spec.types", wide: true},
-		{header: "INGRESS", path: "spec.ingress", count: true, wide: true},
-		{header: "EGRESS", path: "spec.egress", count: true, wide: true},
-	},
-	"GlobalNetworkPolicy": {
-		{header: "TIER", path: "spec.tier"},
-		{header: "ORDER", path: "spec.order"},
-		{header: "SELECTOR", path: "spec.selector"},
-		{header: "TYPES", path: "spec.types", wide: true},
-		{header: "INGRESS", path: "spec.ingress", count: true, wide: true},
-		{header: "EGRESS", path: "spec.egress", count: true, wide: true},
-		{header: "NAMESPACE-SELECTOR", path: "spec.namespaceSelector", wide: true},
-		{header: "APPLY-ON-FORWARD", path: "spec.applyOnForward", wide: true},
-	},
+	"NetworkPolicy": policyColumns,
+	"GlobalNetworkPolicy": append(slices.Clip(policyColumns),
+		column{header: "NAMESPACE-SELECTOR", path: "spec.namespaceSelector", wide: true},
+		column{header: "APPLY-ON-FORWARD", path: "spec.applyOnForward", wide: true},
+	),
 	"NetworkSet":       {{header: "NETS", path: "spec.nets"}},
 	"GlobalNetworkSet": {{header: "NETS", path: "spec.nets"}},
 	"Namespace":        {{header: "LABELS", path: "metadata.labels"}},

@@ -48,12 +48,7 @@ func requireBird(t testing.TB) {
 	t.Helper()
 	requireKernel(t)
 	for _, b := range []string{"bird", "birdc"} {
-		if _, err := exec.LookPath(b); err != nil {
-			if os.Getenv(testkit.EnvE2E) == "1" {
-				t.Fatalf("needs %s (Debian bird2), and %s=1 forbids skipping", b, testkit.EnvE2E)
-			}
-			t.Skipf("needs %s (Debian bird2)", b)
-		}
+		testkit.RequireCommand(t, b, "bird2")
 	}
 }
 

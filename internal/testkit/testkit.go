@@ -31,3 +31,17 @@ func RequireRoot(t testing.TB) {
 	}
 	t.Skip(why)
 }
+
+// RequireCommand skips the test unless the command is on PATH, or fails it
+// when TABBY_E2E=1. pkg names the Debian package that provides it.
+func RequireCommand(t testing.TB, name, pkg string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err == nil {
+		return
+	}
+	why := "needs " + name + " (Debian " + pkg + ")"
+	if os.Getenv(EnvE2E) == "1" {
+		t.Fatalf("%s, and %s=1 forbids skipping", why, EnvE2E)
+	}
+	t.Skip(why)
+}

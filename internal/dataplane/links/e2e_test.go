@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"testing"
 	"time"
@@ -95,12 +94,7 @@ func (w *workload) setIPv6Gateway(t *testing.T, host *nl.Handle) {
 
 func requirePing(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("ping"); err != nil {
-		if os.Getenv(testkit.EnvE2E) == "1" {
-			t.Fatalf("needs ping (Debian iputils-ping), and %s=1 forbids skipping", testkit.EnvE2E)
-		}
-		t.Skip("needs ping (Debian iputils-ping)")
-	}
+	testkit.RequireCommand(t, "ping", "iputils-ping")
 }
 
 // pingOnce runs `ip netns exec NAME ping -c1 -W1 dst`.

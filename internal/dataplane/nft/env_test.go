@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -21,12 +20,7 @@ import (
 func requireNft(t testing.TB) {
 	t.Helper()
 	testkit.RequireRoot(t)
-	if _, err := exec.LookPath("nft"); err != nil {
-		if os.Getenv(testkit.EnvE2E) == "1" {
-			t.Fatalf("needs nft (Debian nftables), and %s=1 forbids skipping", testkit.EnvE2E)
-		}
-		t.Skip("needs nft (Debian nftables)")
-	}
+	testkit.RequireCommand(t, "nft", "nftables")
 }
 
 func ctxT(t testing.TB) context.Context {
