@@ -54,33 +54,18 @@ func (h *testHost) ip(args ...string) {
 	}
 }
 
-// addWorkload creates a workload namespace with eth0 carrying addr4/32 and
-// addr6/128, routed through 169.254.1.1 and the host side's link-local
-// address, and returns the namespace and the host-side interface name.
+// addWorkload creates a workload namespace wired to the host as the CNI
+// plugin does (testkit.NewWorkload) and returns it with the host-side
+// interface name.
 func (h *testHost) addWorkload(name, addr4, addr6 string) (*netns.NS, string) {
 	h.t.Helper()
-	wl := testkit.NetNS(h.t)
-	hostIf := links.InterfaceName("tabby", "default/"+name)
 	k, err := nl.Open(h.host.Path())
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	defer k.Close()
-	mac, _ := net.ParseMAC("ee:ee:ee:ee:ee:ee")
-	if _, err := k.CreateVeth(nl.Veth{Name: hostIf, MAC: mac, PeerName: "eth0", PeerNS: wl}); err != nil {
-		h.t.Fatal(err)
-	}
-	h.ip("-n", filepath.Base(h.host.Path()), "link", "set", hostIf, "up")
-	n := filepath.Base(wl.Path())
-	h.ip("-n", n, "link", "set", "lo", "up")
-	h.ip("-n", n, "link", "set", "eth0", "up")
-	h.ip("-n", n, "addr", "add", addr4+"/32", "dev", "eth0")
-	h.ip("-n", n, "addr", "add", addr6+"/128", "dev", "eth0", "nodad")
-	h.ip("-n", n, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
-	h.ip("-n", n, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
-	h.ip("-n", n, "neigh", "add", "169.254.1.1", "lladdr", "ee:ee:ee:ee:ee:ee", "dev", "eth0", "nud", "permanent")
-	h.ip("-n", n, "-6", "route", "add", "default", "via", "fe80::ecee:eeff:feee:eeee", "dev", "eth0")
-	return wl, hostIf
+	w := testkit.NewWorkload(h.t, k, links.InterfaceName("tabby", "default/"+name), netip.MustParseAddr(addr4), netip.MustParseAddr(addr6))
+	return w.NS, w.HostIface
 }
 
 func (h *testHost) apply(manifest string) {

@@ -1,6 +1,8 @@
 // Package testkit holds helpers shared by Tabby's tests: skipping tests
-// that need root and the kernel, and throwaway network namespaces with
-// names unique to the test process, removed again by t.Cleanup.
+// that need root, the kernel or a command (failing instead under
+// TABBY_E2E=1), throwaway network namespaces with names unique to the test
+// process, removed again by t.Cleanup, and workload namespaces wired to a
+// host namespace the way the CNI plugin wires them.
 package testkit
 
 import (

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os/exec"
 	"strconv"
 	"sync"
 	"testing"
@@ -24,8 +23,6 @@ import (
 // This file wires a host namespace and workload namespaces the way the
 // CNI plugin and the links and routes managers do (see
 // internal/dataplane/links/e2e_test.go), and moves real packets.
-
-var gatewayMAC = net.HardwareAddr{0xee, 0xee, 0xee, 0xee, 0xee, 0xee}
 
 type lab struct {
 	t      *testing.T
@@ -62,9 +59,7 @@ func openNL(t testing.TB, ns *netns.NS) *nl.Handle {
 func newLab(t *testing.T) *lab {
 	t.Helper()
 	requireNft(t)
-	if _, err := exec.LookPath("ping"); err != nil {
-		t.Fatal("needs ping (Debian iputils-ping)")
-	}
+	testkit.RequireCommand(t, "ping", "iputils-ping")
 	l := &lab{t: t, hostNS: testkit.NetNS(t)}
 	l.host = openNL(t, l.hostNS)
 	lo, err := l.host.LinkByName("lo")
@@ -73,36 +68,19 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
-// addWorkload makes a namespace with eth0 (the peer of the host side),
-// v4/32 and v6/128, and default routes via 169.254.1.1 (with a permanent
-// neighbour entry) and via the host side's link-local address.
+// addWorkload makes a workload namespace wired to the host as the CNI
+// plugin does (testkit.NewWorkload).
 func (l *lab) addWorkload(name, v4, v6 string) *workload {
 	t := l.t
 	t.Helper()
 	id := policy.WorkloadEndpointID("default", name)
-	w := &workload{name: name, id: id, ns: testkit.NetNS(t), iface: links.InterfaceName("tabby", string(id)),
-		v4: netip.MustParseAddr(v4), v6: netip.MustParseAddr(v6)}
-	w.h = openNL(t, w.ns)
-	_, err := l.host.CreateVeth(nl.Veth{Name: w.iface, PeerName: "eth0", PeerNS: w.ns})
-	must(t, err)
-	eth0, err := w.h.LinkByName("eth0")
-	must(t, err)
-	lo, err := w.h.LinkByName("lo")
-	must(t, err)
-	must(t, w.h.SysctlSet("net.ipv6.conf.eth0.accept_dad", "0"))
-	must(t, w.h.LinkSetUp(lo.Index))
-	must(t, w.h.LinkSetUp(eth0.Index))
-	must(t, w.h.AddrAdd(nl.Addr{LinkIndex: eth0.Index, Prefix: netip.PrefixFrom(w.v4, 32)}))
-	must(t, w.h.AddrAdd(nl.Addr{LinkIndex: eth0.Index, Prefix: netip.PrefixFrom(w.v6, 128), NoDAD: true}))
-	gw := netip.MustParseAddr("169.254.1.1")
-	must(t, w.h.NeighSet(nl.Neigh{LinkIndex: eth0.Index, IP: gw, MAC: gatewayMAC}))
-	must(t, w.h.RouteAdd(nl.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: gw, OnLink: true, LinkIndex: eth0.Index, Protocol: nl.ProtoBoot}))
+	tw := testkit.NewWorkload(t, l.host, links.InterfaceName("tabby", string(id)), netip.MustParseAddr(v4), netip.MustParseAddr(v6))
+	w := &workload{name: name, id: id, ns: tw.NS, h: tw.Handle, iface: tw.HostIface, v4: tw.V4, v6: tw.V6}
 	l.wls = append(l.wls, w)
 	return w
 }
 
-// program runs the links and routes managers for all workloads, then
-// adds each workload's IPv6 default route.
+// program runs the links and routes managers for all workloads.
 func (l *lab) program() {
 	t := l.t
 	t.Helper()
@@ -122,40 +100,6 @@ func (l *lab) program() {
 	rm.Set(rts)
 	_, err = rm.Apply(ctxT(t))
 	must(t, err)
-	for _, w := range l.wls {
-		w.setIPv6Gateway(t, l.host)
-	}
-}
-
-func (w *workload) setIPv6Gateway(t testing.TB, host *nl.Handle) {
-	t.Helper()
-	eth0, err := w.h.LinkByName("eth0")
-	must(t, err)
-	if rs, err := w.h.RouteList(nl.RouteFilter{Family: nl.FamilyV6, Table: 254}); err == nil {
-		for _, r := range rs {
-			if r.Dst.Bits() == 0 {
-				return
-			}
-		}
-	}
-	hl, err := host.LinkByName(w.iface)
-	must(t, err)
-	var ll netip.Addr
-	deadline := time.Now().Add(10 * time.Second)
-	for !ll.IsValid() {
-		addrs, err := host.AddrList(hl.Index, nl.FamilyV6)
-		must(t, err)
-		for _, a := range addrs {
-			if a.Prefix.Addr().IsLinkLocalUnicast() && !a.Tentative {
-				ll = a.Prefix.Addr()
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s has no usable link-local address", w.iface)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	must(t, w.h.RouteAdd(nl.Route{Dst: netip.MustParsePrefix("::/0"), Gateway: ll, LinkIndex: eth0.Index, Protocol: nl.ProtoBoot}))
 }
 
 // --- traffic ---
