@@ -34,13 +34,7 @@ spec: {node: node-1, orchestrator: test, endpoint: eth0, ipNetworks: [%s/32]}
 `
 
 func TestIPAMCommands(t *testing.T) {
-	tb := newTabby(t)
-	tb.ok(ipamManifests, "apply", "-f", "-")
-	store := etcdtest.NewStore(t, etcd.ClientConfig{Endpoints: strings.Split(tb.endpoints, ",")})
-	alloc, err := ipam.New(store, ipam.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tb, _, alloc := newIPAMEnv(t)
 	ctx := context.Background()
 	web, err := alloc.AutoAssign(ctx, ipam.AssignArgs{Node: "node-1", Handle: "web", Num4: 1})
 	if err != nil {
@@ -121,13 +115,7 @@ func TestIPAMCommands(t *testing.T) {
 }
 
 func TestDeleteRefusesPoolInUse(t *testing.T) {
-	tb := newTabby(t)
-	tb.ok(ipamManifests, "apply", "-f", "-")
-	store := etcdtest.NewStore(t, etcd.ClientConfig{Endpoints: strings.Split(tb.endpoints, ",")})
-	alloc, err := ipam.New(store, ipam.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tb, _, alloc := newIPAMEnv(t)
 	ctx := context.Background()
 	if _, err := alloc.AutoAssign(ctx, ipam.AssignArgs{Node: "node-1", Handle: "web", Num4: 1}); err != nil {
 		t.Fatal(err)
@@ -146,13 +134,7 @@ func TestDeleteRefusesPoolInUse(t *testing.T) {
 }
 
 func TestDeleteNodeReleasesAffinities(t *testing.T) {
-	tb := newTabby(t)
-	tb.ok(ipamManifests, "apply", "-f", "-")
-	store := etcdtest.NewStore(t, etcd.ClientConfig{Endpoints: strings.Split(tb.endpoints, ",")})
-	alloc, err := ipam.New(store, ipam.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tb, store, alloc := newIPAMEnv(t)
 	ctx := context.Background()
 	// node-2 claims a block, and gives its address back: the block stays affine.
 	if _, err := alloc.AutoAssign(ctx, ipam.AssignArgs{Node: "node-2", Handle: "tmp", Num4: 1}); err != nil {
@@ -173,4 +155,18 @@ func TestDeleteNodeReleasesAffinities(t *testing.T) {
 	if len(kvs) != 0 {
 		t.Errorf("node-2 still has %d block affinities after its Node was deleted", len(kvs))
 	}
+}
+
+// newIPAMEnv is a datastore with ipamManifests applied, a raw store and an
+// allocator on it.
+func newIPAMEnv(t *testing.T) (*tabby, *etcd.Store, *ipam.Allocator) {
+	t.Helper()
+	tb := newTabby(t)
+	tb.ok(ipamManifests, "apply", "-f", "-")
+	store := etcdtest.NewStore(t, etcd.ClientConfig{Endpoints: strings.Split(tb.endpoints, ",")})
+	alloc, err := ipam.New(store, ipam.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tb, store, alloc
 }
