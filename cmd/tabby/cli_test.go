@@ -75,8 +75,14 @@ func TestApplyExamplesRoundTrip(t *testing.T) {
 		t.Errorf("get -o yaml differs after re-apply (-before +after):\n%s", d)
 	}
 	jsonOut := tb.ok("", "get", "netpol", "-A", "-o", "json")
-	if !strings.Contains(jsonOut, `"kind": "NetworkPolicy"`) {
-		t.Errorf("get -o json:\n%s", jsonOut)
+	if !strings.Contains(jsonOut, `"kind": "List"`) || !strings.Contains(jsonOut, `"kind": "NetworkPolicy"`) {
+		t.Errorf("get -o json of several objects should be a List:\n%s", jsonOut)
+	}
+	// The JSON List applies again too, unchanged.
+	for _, line := range strings.Split(strings.TrimSpace(tb.ok(jsonOut, "apply", "-f", "-")), "\n") {
+		if !strings.HasSuffix(line, " unchanged") {
+			t.Errorf("re-applying get -o json changed something: %q", line)
+		}
 	}
 }
 
