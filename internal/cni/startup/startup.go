@@ -36,7 +36,9 @@ func init() {
 	// A plugin allocates a few megabytes and mostly waits for the
 	// datastore and the agent: garbage collection, and a scheduler
 	// spinning on several cores, would only cost CPU, which many ADDs at
-	// once on a node are short of.
+	// once on a node are short of. The memory limit still collects if a
+	// plugin that waits long (a large policy_timeout) grows past it.
 	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(64 << 20)
 	runtime.GOMAXPROCS(1)
 }
