@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // IPAMPluginName is the name under which the binary runs as the IPAM
@@ -41,4 +43,20 @@ func init() {
 	debug.SetGCPercent(-1)
 	debug.SetMemoryLimit(64 << 20)
 	runtime.GOMAXPROCS(1)
+	// The packages initialized after this one (the embedded etcd server
+	// above all) register some hundred metrics with Prometheus's default
+	// registry. Each registration runs the collector's Describe in a new
+	// goroutine and waits for it, and as the main goroutine is locked to
+	// its thread during initialization every registration hands the
+	// processor between two threads. A plugin serves no metrics, so it
+	// registers them nowhere. (This package imports Prometheus, so it is
+	// initialized after it but, by import path, before go.etcd.io/….)
+	prometheus.DefaultRegisterer = discard{}
 }
+
+// discard is a prometheus.Registerer that keeps nothing.
+type discard struct{}
+
+func (discard) Register(prometheus.Collector) error  { return nil }
+func (discard) MustRegister(...prometheus.Collector) {}
+func (discard) Unregister(prometheus.Collector) bool { return true }
