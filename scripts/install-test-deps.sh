@@ -5,7 +5,8 @@
 set -euo pipefail
 
 # Debian packages used by the tests (kernel tools for namespace tests).
-debs=(iproute2 nftables iputils-ping bird2)
+# iperf3 drives the dataplane benchmark; traceroute the lab's hop test.
+debs=(iproute2 nftables iputils-ping bird2 iperf3 traceroute)
 
 missing=()
 for p in "${debs[@]}"; do

@@ -71,6 +71,7 @@ the config file (` + "`tabby config`" + `), then ` + cliconfig.DefaultEndpoint +
 		newPolicyCommand(a),
 		newInstallCNICommand(a),
 		newLabCommand(a),
+		newBenchCommand(a),
 		newConfigCommand(a),
 		newVersionCommand(a),
 	)
