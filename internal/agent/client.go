@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strconv"
+	"time"
 )
 
 // StatusSocketPath is where the agent of node serves its status by default.
@@ -64,6 +66,15 @@ func (c *StatusClient) Status(ctx context.Context) (Status, error) {
 // when the agent has not seen it (yet).
 func (c *StatusClient) Endpoint(ctx context.Context, namespace, name string) (st EndpointStatus, known bool, err error) {
 	code, err := c.get(ctx, "/v1/endpoints/"+url.PathEscape(namespace)+"/"+url.PathEscape(name), &st)
+	return st, code == http.StatusOK, err
+}
+
+// WaitEndpoint is Endpoint, but the agent answers only once the endpoint
+// is programmed at revision minRev or later, or after wait. An agent that
+// predates waiting answers at once, so callers still check the answer.
+func (c *StatusClient) WaitEndpoint(ctx context.Context, namespace, name string, minRev int64, wait time.Duration) (st EndpointStatus, known bool, err error) {
+	q := url.Values{"wait": {wait.String()}, "minRevision": {strconv.FormatInt(minRev, 10)}}
+	code, err := c.get(ctx, "/v1/endpoints/"+url.PathEscape(namespace)+"/"+url.PathEscape(name)+"?"+q.Encode(), &st)
 	return st, code == http.StatusOK, err
 }
 

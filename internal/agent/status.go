@@ -56,6 +56,9 @@ type statusBoard struct {
 	status    Status
 	endpoints map[policy.EndpointID]EndpointStatus
 	alive     time.Time // last time the loop went round
+	// changed is closed, and replaced, by every update: waiters select on
+	// it (see waitEndpoint).
+	changed chan struct{}
 	// bgp returns the BGP sessions; nil when BGP does not run.
 	bgp func(context.Context) ([]BGPPeerStatus, error)
 }
@@ -73,13 +76,15 @@ type BGPPeerStatus struct {
 }
 
 func newStatusBoard(node string) *statusBoard {
-	return &statusBoard{status: Status{Node: node}, endpoints: map[policy.EndpointID]EndpointStatus{}}
+	return &statusBoard{status: Status{Node: node}, endpoints: map[policy.EndpointID]EndpointStatus{}, changed: make(chan struct{})}
 }
 
 func (b *statusBoard) update(f func(s *Status, eps map[policy.EndpointID]EndpointStatus)) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	f(&b.status, b.endpoints)
+	close(b.changed)
+	b.changed = make(chan struct{})
 	b.status.Ready = b.status.InSync && b.status.DatastoreOK && b.status.LastApplyError == ""
 	b.status.Endpoints, b.status.Programmed = len(b.endpoints), 0
 	for _, e := range b.endpoints {
@@ -157,7 +162,11 @@ func (b *statusBoard) statusHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/endpoints/{namespace}/{name}", func(w http.ResponseWriter, r *http.Request) {
 		id := policy.WorkloadEndpointID(r.PathValue("namespace"), r.PathValue("name"))
-		e, ok := b.endpoint(id)
+		e, ok, err := b.endpointRequest(r, id)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		if !ok {
 			w.WriteHeader(http.StatusNotFound)
 			writeJSON(w, EndpointStatus{Problem: "the agent does not know this endpoint (yet)"})

@@ -8,13 +8,13 @@ import (
 	"github.com/tabbynet/tabby/internal/agent"
 )
 
-// Polling the agent's status socket: every 3 ms for the first 30 ms (an
-// idle agent programs an endpoint 10-15 ms after it was written: it batches
-// changes for 10 ms), then every 10 ms.
+// Waiting for the agent: each request is a long poll of up to longPoll
+// (the agent answers the moment the endpoint is programmed); an answer
+// that comes back sooner without the endpoint programmed (an agent that
+// does not wait, or one that restarted) is retried after retryInterval.
 const (
-	pollFast     = 3 * time.Millisecond
-	pollFastFor  = 30 * time.Millisecond
-	pollInterval = 10 * time.Millisecond
+	longPoll      = 5 * time.Second
+	retryInterval = 10 * time.Millisecond
 )
 
 // waitProgrammed waits until the node's agent reports the attachment's
@@ -26,13 +26,19 @@ func (s *session) waitProgrammed(ctx context.Context, a attachment, rev int64) e
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := agent.NewStatusClient(s.socket)
-	start := time.Now()
-	var last string
+	last := "no answer from the agent"
 	for {
-		st, known, err := client.Endpoint(ctx, a.namespace, a.name)
+		asked := time.Now()
+		wait := longPoll
+		if d, ok := ctx.Deadline(); ok {
+			wait = min(wait, time.Until(d))
+		}
+		st, known, err := client.WaitEndpoint(ctx, a.namespace, a.name, rev, wait)
 		switch {
 		case err != nil:
-			last = err.Error()
+			if ctx.Err() == nil { // else keep what the agent said last
+				last = err.Error()
+			}
 		case !known:
 			last = "the agent does not know the endpoint yet"
 		case st.Revision < rev:
@@ -42,9 +48,9 @@ func (s *session) waitProgrammed(ctx context.Context, a attachment, rev int64) e
 		default:
 			return nil
 		}
-		interval := pollInterval
-		if time.Since(start) < pollFastFor {
-			interval = pollFast
+		interval := time.Duration(0)
+		if time.Since(asked) < retryInterval {
+			interval = retryInterval
 		}
 		t := time.NewTimer(interval)
 		select {
