@@ -7,7 +7,12 @@
 // endpoint ID. [Manager.Set] records which interfaces should exist and
 // which address families they carry; [Manager.Apply] reads the kernel and
 // changes only what differs, so a second Apply with the same state makes
-// no writes. Apply never creates or deletes a link: the CNI plugin owns the
+// no writes. Apply reads the sysctls and neighbour entries only of
+// interfaces it has not configured yet (new ones, ones recreated with a new
+// index, ones whose desired state changed); [Manager.Verify] reads
+// everything again and repairs drift, and the agent calls it periodically.
+// So the cost of an Apply does not grow with the number of workloads on
+// the node. Apply never creates or deletes a link: the CNI plugin owns the
 // veths' life cycle. An interface that is not there yet is reported as not
 // present, and interfaces with our prefix that are not desired are
 // reported as strays for the agent to deal with.
@@ -170,9 +175,26 @@ type Manager struct {
 	log *slog.Logger
 
 	applyMu sync.Mutex // serialises Apply
+	// configured maps the name of each interface the last Apply found
+	// fully configured to what it was configured as; guarded by applyMu.
+	configured map[string]configuredAs
 
 	mu      sync.Mutex // guards desired
 	desired []Interface
+}
+
+// configuredAs is what Apply configured an interface as: the link's index
+// (a recreated veth gets a new one) and the desired interface.
+type configuredAs struct {
+	index int
+	iface Interface
+}
+
+func (c configuredAs) matches(iface Interface, l nl.Link) bool {
+	return c.index == l.Index && c.iface.IPv4 == iface.IPv4 && c.iface.IPv6 == iface.IPv6 &&
+		slices.EqualFunc(c.iface.Neighbors, iface.Neighbors, func(a, b Neighbor) bool {
+			return a.IP == b.IP && slices.Equal(a.MAC, b.MAC)
+		})
 }
 
 // New returns a Manager. cfg gets its defaults and is validated; log may
@@ -186,7 +208,7 @@ func New(cfg Config, k Kernel, log *slog.Logger) (*Manager, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, mac: mac, k: k, log: log}, nil
+	return &Manager{cfg: cfg, mac: mac, k: k, log: log, configured: map[string]configuredAs{}}, nil
 }
 
 // Config returns the manager's config, with defaults filled in.
@@ -232,10 +254,26 @@ func interfaceSysctls(iface Interface) []sysctl {
 // documentation. Problems with single interfaces are reported in their
 // Status and joined into the returned error; an interface that disappears
 // during Apply is reported as not present, without an error. Apply stops
-// early when ctx is done.
+// early when ctx is done. An interface that an earlier Apply configured,
+// and that has the same index and desired state, is only checked for its
+// MAC and link state (which the link list it reads anyway shows).
 func (m *Manager) Apply(ctx context.Context) (Result, error) {
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
+	return m.apply(ctx)
+}
+
+// Verify is Apply that reads every setting of every interface again, so
+// that it repairs drift: a sysctl or neighbour entry changed behind the
+// agent's back.
+func (m *Manager) Verify(ctx context.Context) (Result, error) {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	clear(m.configured)
+	return m.apply(ctx)
+}
+
+func (m *Manager) apply(ctx context.Context) (Result, error) {
 	m.mu.Lock()
 	desired := m.desired
 	m.mu.Unlock()
@@ -285,12 +323,16 @@ func (m *Manager) Apply(ctx context.Context) (Result, error) {
 			st.Problem = fmt.Sprintf("name lacks the prefix %q; not touched", m.cfg.InterfacePrefix)
 			errs = append(errs, fmt.Errorf("links: interface %s: %s", iface.Name, st.Problem))
 		case !ok:
+		case m.configured[iface.Name].matches(iface, l) && slices.Equal(l.MAC, m.mac) && l.Up:
+			st.Present, st.Configured = true, true
 		default:
 			st.Present = true
+			delete(m.configured, iface.Name)
 			err := m.configure(iface, l, &res.Writes)
 			switch {
 			case err == nil:
 				st.Configured = true
+				m.configured[iface.Name] = configuredAs{index: l.Index, iface: iface}
 			case errors.Is(err, nl.ErrNotFound) && !m.exists(iface.Name):
 				// Deleted under our feet (CNI DEL): simply absent.
 				st.Present = false
@@ -302,6 +344,11 @@ func (m *Manager) Apply(ctx context.Context) (Result, error) {
 		res.Interfaces = append(res.Interfaces, st)
 	}
 
+	for name := range m.configured {
+		if !wanted[name] {
+			delete(m.configured, name)
+		}
+	}
 	for _, l := range links {
 		if strings.HasPrefix(l.Name, m.cfg.InterfacePrefix) && !wanted[l.Name] {
 			res.Strays = append(res.Strays, l.Name)

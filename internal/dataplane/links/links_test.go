@@ -82,6 +82,17 @@ func TestConfig(t *testing.T) {
 type countingKernel struct {
 	*nl.Handle
 	writes atomic.Int64
+	reads  atomic.Int64 // sysctl reads and neighbour lists
+}
+
+func (c *countingKernel) SysctlGet(name string) (string, error) {
+	c.reads.Add(1)
+	return c.Handle.SysctlGet(name)
+}
+
+func (c *countingKernel) NeighList(i int, f nl.Family) ([]nl.Neigh, error) {
+	c.reads.Add(1)
+	return c.Handle.NeighList(i, f)
 }
 
 func (c *countingKernel) LinkSetMAC(i int, mac net.HardwareAddr) error {
@@ -240,11 +251,31 @@ func TestApply(t *testing.T) {
 	if err := host.LinkSetMAC(l.Index, net.HardwareAddr{0x02, 0, 0, 0, 0, 1}); err != nil {
 		t.Fatal(err)
 	}
-	if res, err = m.Apply(ctx); err != nil || res.Writes != 2 {
-		t.Errorf("Apply after drift = %+v, %v; want 2 writes", res, err)
+	// Apply sees the MAC in the link list it reads anyway, but does not
+	// read the sysctls of interfaces it configured already: Verify does.
+	if res, err = m.Apply(ctx); err != nil || res.Writes != 1 {
+		t.Errorf("Apply after drift = %+v, %v; want 1 write (the MAC)", res, err)
 	}
 	if l, _ = host.LinkByName(v4); l.MAC.String() != DefaultMAC {
 		t.Errorf("MAC not repaired: %s", l.MAC)
+	}
+	if v := sysctls(t, host, "net.ipv4.conf."+dual+".proxy_arp"); v["net.ipv4.conf."+dual+".proxy_arp"] != "0" {
+		t.Errorf("Apply read and repaired the sysctls of a configured interface")
+	}
+	if res, err = m.Verify(ctx); err != nil || res.Writes != 1 {
+		t.Errorf("Verify after drift = %+v, %v; want 1 write (the sysctl)", res, err)
+	}
+	if v := sysctls(t, host, "net.ipv4.conf."+dual+".proxy_arp"); v["net.ipv4.conf."+dual+".proxy_arp"] != "1" {
+		t.Errorf("Verify did not repair proxy_arp")
+	}
+	// Apply reads nothing per configured interface: the reads of a second
+	// Apply do not depend on how many interfaces there are.
+	before = k.reads.Load()
+	if _, err = m.Apply(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := k.reads.Load() - before; n != 2 {
+		t.Errorf("Apply with every interface configured read %d sysctls/neighbour lists, want 2 (the global switches)", n)
 	}
 
 	// The missing interface appears (as the CNI plugin creates it).
