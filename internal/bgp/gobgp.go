@@ -52,6 +52,10 @@ func apiPeer(cfg Config, p Peer) *api.Peer {
 			KeepaliveInterval: uint64(p.Keepalive / time.Second),
 			// Reconnect soon after a session fails (GoBGP's default is 30s).
 			IdleHoldTimeAfterReset: 1,
+			// Retry a connection that failed (the peer not listening yet,
+			// as when many nodes start at once) after 5 s, not GoBGP's
+			// default of 120 s; BIRD's "connect delay time" is also 5 s.
+			ConnectRetry: 5,
 		}},
 	}
 	if p.HoldTime == 0 && p.Keepalive != 0 {
