@@ -53,6 +53,9 @@ type Agent struct {
 
 	lastResync      time.Time // nftables
 	lastRouteResync time.Time // routes and links
+	// received is the highest datastore revision the syncer reached;
+	// a successful apply publishes it as Status.AppliedRevision.
+	received int64
 
 	// The last links and routes results, published until the next apply
 	// of that part; linksRetry and routesRetry mean that apply left
@@ -95,7 +98,8 @@ func (a *Agent) watchedPrefixes() []datastore.Prefix {
 	for _, k := range v1.Kinds() {
 		out = append(out, datastore.Prefix{Kind: k.Kind})
 	}
-	return append(out, datastore.Prefix{Kind: ipam.KindAffinity, Namespace: a.cfg.NodeName})
+	return append(out, datastore.Prefix{Kind: ipam.KindAffinity, Namespace: a.cfg.NodeName},
+		datastore.Prefix{Kind: SyncMarkerKind})
 }
 
 // Run follows the datastore and programs the kernel until ctx is done. It
@@ -161,6 +165,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			a.metrics.datastoreErrors.Add(float64(b.errors))
 			a.ingest(b)
+			a.received = max(a.received, b.revision)
 			if b.inSync && !inSync {
 				inSync = true
 				a.log.Info("in sync with the datastore")
@@ -266,6 +271,7 @@ func startupSettings(c v1.ConfigurationSpec) string {
 func (a *Agent) apply(ctx context.Context) (retry bool, err error) {
 	start := time.Now()
 	defer func() { a.metrics.applyDuration.Observe(time.Since(start).Seconds()) }()
+	received := a.received // everything ingested so far is applied below
 
 	if a.nft == nil {
 		if err := a.buildDataplane(ctx); err != nil {
@@ -308,7 +314,9 @@ func (a *Agent) apply(ctx context.Context) (retry bool, err error) {
 	if err := errors.Join(errs...); err != nil {
 		return true, a.applyFailed(err)
 	}
-	a.board.update(func(s *Status, _ map[policy.EndpointID]EndpointStatus) { s.LastApplyError = "" })
+	a.board.update(func(s *Status, _ map[policy.EndpointID]EndpointStatus) {
+		s.LastApplyError, s.AppliedRevision = "", received
+	})
 	return a.linksRetry || a.routesRetry || bretry, nil
 }
 
@@ -496,7 +504,8 @@ func (a *Agent) publish(linkStatus map[string]links.Status, routeProblems map[st
 // resync compares the whole kernel state with the desired state and repairs
 // drift, each part at its refresh interval (Configuration
 // nftablesRefreshInterval and routeRefreshInterval). The managers' Apply is
-// already a full compare for links and routes; nftables has its own Resync.
+// already a full compare for routes; links and nftables have Verify and
+// Resync.
 func (a *Agent) resync(ctx context.Context, now time.Time) {
 	if due(a.dpConfig.NftablesRefreshInterval, 90*time.Second, a.lastResync, now) {
 		a.lastResync = now
@@ -522,7 +531,7 @@ func (a *Agent) resync(ctx context.Context, now time.Time) {
 		a.metrics.resyncRepairs.WithLabelValues("routes").Add(float64(n))
 		a.log.Warn("route resync repaired drift", "repairs", n)
 	}
-	lres, err := a.links.Apply(ctx)
+	lres, err := a.links.Verify(ctx)
 	if err != nil {
 		a.log.Error("link resync failed", "err", err)
 	}

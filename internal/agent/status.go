@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/policy"
 )
 
@@ -48,7 +49,25 @@ type Status struct {
 	// Endpoints counts local endpoints, and Programmed those programmed.
 	Endpoints  int `json:"endpoints"`
 	Programmed int `json:"programmed"`
+	// AppliedRevision is the datastore revision up to which every change
+	// the agent has received was applied to the dataplane (nftables,
+	// links, routes, BGP) without error; 0 before the first such apply.
+	// Work left pending (an interface that does not exist yet) does not
+	// hold it back: EndpointStatus reports that per endpoint. The agent
+	// only follows the kinds it needs, so a client that wants every agent
+	// past its own writes bumps SyncMarkerKey, which every agent follows,
+	// and waits for that revision (lab.WaitConverged does).
+	AppliedRevision int64 `json:"appliedRevision"`
 }
+
+// SyncMarkerKind is a datastore kind that every agent follows and that
+// carries no configuration: writing SyncMarkerKey yields a revision that
+// every agent's AppliedRevision reaches once it has applied every change
+// written before it.
+const SyncMarkerKind = "SyncMarker"
+
+// SyncMarkerKey is the one key of SyncMarkerKind.
+var SyncMarkerKey = datastore.Key{Kind: SyncMarkerKind, Name: "marker"}
 
 // statusBoard holds what the HTTP handlers read; the agent loop writes it.
 type statusBoard struct {

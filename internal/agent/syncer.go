@@ -30,6 +30,9 @@ type batch struct {
 	// previous batch (the watches retry by themselves; readiness comes from
 	// the agent's own datastore probe).
 	errors int
+	// revision is the highest datastore revision the batch's followers
+	// reached: the revision of a list, of a watch event or of a resync.
+	revision int64
 }
 
 // syncer lists and then watches a set of datastore prefixes and sends the
@@ -48,9 +51,10 @@ func newSyncer(store datastore.Store, prefixes []datastore.Prefix, log *slog.Log
 
 // followerEvent is one item from one prefix's follower.
 type followerEvent struct {
-	updates []update
-	listed  bool  // the prefix's initial list is in updates
-	err     error // a datastore error the follower met
+	updates  []update
+	listed   bool  // the prefix's initial list is in updates
+	err      error // a datastore error the follower met
+	revision int64 // the store revision the follower reached (0: unknown)
 }
 
 // run follows every prefix until ctx is done; it closes s.out at the end.
@@ -80,6 +84,7 @@ func (s *syncer) run(ctx context.Context) {
 			if ev.err != nil {
 				pending.errors++
 			}
+			pending.revision = max(pending.revision, ev.revision)
 			havePending = true
 		case out <- pending:
 			pending = batch{inSync: pending.inSync}
@@ -118,7 +123,7 @@ func (s *syncer) follow(ctx context.Context, p datastore.Prefix, events chan<- f
 			backoff.wait(ctx)
 			continue
 		}
-		if !send(followerEvent{updates: s.replace(known, kvs), listed: first}) {
+		if !send(followerEvent{updates: s.replace(known, kvs), listed: first, revision: rev}) {
 			return
 		}
 		first = false
@@ -133,7 +138,7 @@ func (s *syncer) follow(ctx context.Context, p datastore.Prefix, events chan<- f
 		}
 		backoff.reset()
 		for ev := range ch {
-			var fe followerEvent
+			fe := followerEvent{revision: max(ev.Revision, ev.KV.Revision)}
 			switch ev.Type {
 			case datastore.EventAdded, datastore.EventModified:
 				known[ev.KV.Key] = ev.KV.Revision
