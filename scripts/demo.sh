@@ -71,7 +71,7 @@ backend  frontend allow
 db       frontend allow
 db       backend deny
 EXPECT
-sleep 0.5
+# matrix first waits until every agent has applied the policy (no sleep).
 "$tabby" lab "${lab[@]}" matrix --proto tcp --port 80 --expect "$expect"
 "$tabby" lab "${lab[@]}" matrix --proto tcp --port 80 --family 6 --expect "$expect"
 

@@ -50,6 +50,7 @@ a lab creates carries its name (namespaces tl-NAME-…, state in
 		newLabExecCommand(a, lf),
 		newLabProbeCommand(a, lf),
 		newLabMatrixCommand(a, lf),
+		newLabMoveCommand(a, lf),
 		newLabServeCommand(a),
 		newLabRelayCommand(a),
 	)
@@ -92,14 +93,18 @@ func newLabUpCommand(a *app, lf *labFlags) *cobra.Command {
 	var cfg lab.Config
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "up [--name NAME] [--nodes N] [--ipv6]",
-		Short: "Create a lab and wait until its BGP mesh is established",
+		Use:   "up [--name NAME] [--nodes N] [--ipv6] [--fabric l2|tor] [--racks R]",
+		Short: "Create a lab and wait until its BGP sessions are established",
 		Long: `Create a lab: the fabric, the nodes, the datastore and an agent per node;
 write the default IP pools, BGP configuration and nodes; wait until every
 agent is ready and every BGP session established. The datastore, the
 agents and a relay for the CLI keep running in the background after the
 command returns. The context lab-NAME is written to the config file and
-made current, so ` + "`tabby get nodes`" + ` talks to the lab.`,
+made current, so ` + "`tabby get nodes`" + ` talks to the lab.
+
+With --fabric tor the nodes are spread round robin over --racks racks,
+each with a BIRD top-of-rack router (t1, t2, …) that peers eBGP with its
+nodes (each in an AS of its own, mesh off) and with the other ToRs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Name = lf.name
@@ -141,7 +146,8 @@ next:   tabby lab run web --node %s --labels app=web --serve tcp:80
 	fl := cmd.Flags()
 	fl.IntVar(&cfg.Nodes, "nodes", 2, "number of nodes")
 	fl.BoolVar(&cfg.IPv6, "ipv6", false, "dual-stack: IPv6 fabric addresses, an IPv6 pool and IPv6 workload addresses")
-	fl.StringVar(&cfg.Fabric, "fabric", "l2", "fabric between the nodes: l2 (one bridge)")
+	fl.StringVar(&cfg.Fabric, "fabric", "l2", "fabric between the nodes: l2 (one bridge) or tor (racks, each with a BIRD top-of-rack router)")
+	fl.IntVar(&cfg.Racks, "racks", 0, "racks of --fabric tor (default 2, or --nodes if fewer)")
 	fl.StringVar(&cfg.Pool4, "pool", "10.65.0.0/16", "IPv4 pool for workloads")
 	fl.StringVar(&cfg.Pool6, "ipv6-pool", "fd00:65::/48", "IPv6 pool for workloads (with --ipv6)")
 	fl.DurationVar(&cfg.Timeout, "timeout", 90*time.Second, "give up (and clean up) after this long")
@@ -172,9 +178,32 @@ func printNodes(out interface{ Write([]byte) (int, error) }, st *lab.State) {
 		if n.Agent != nil {
 			pid = n.Agent.PID
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", n.Name, n.NetNS, n.IPv4, v6, pid)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", n.Name+rackOf(n), n.NetNS, n.IPv4, v6, pid)
+	}
+	for _, t := range st.ToRs {
+		pid := 0
+		if t.Bird != nil {
+			pid = t.Bird.PID
+		}
+		fmt.Fprintf(tw, "%s (ToR of %s, AS %d)\t%s\t%s\t%s\t%d\n", t.Name, t.Rack, t.AS, t.NetNS, t.Gateway4, orDash(t.Gateway6), pid)
 	}
 	tw.Flush()
+}
+
+// orDash prints an address, or "-" if there is none.
+func orDash(a netip.Addr) string {
+	if !a.IsValid() {
+		return "-"
+	}
+	return a.String()
+}
+
+// rackOf is " (rR, AS N)" for a node of --fabric tor, else "".
+func rackOf(n lab.Node) string {
+	if n.Rack == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (%s, AS %d)", n.Rack, n.AS)
 }
 
 func newLabDownCommand(a *app, lf *labFlags) *cobra.Command {
@@ -311,6 +340,9 @@ func nsOf(st *lab.State, ref string) (string, error) {
 	if n, ok := st.Node(ref); ok {
 		return n.NetNS, nil
 	}
+	if t, ok := st.ToR(ref); ok {
+		return t.NetNS, nil
+	}
 	if ref == "fabric" {
 		return st.FabricNS, nil
 	}
@@ -351,6 +383,7 @@ func newLabExecCommand(a *app, lf *labFlags) *cobra.Command {
 type probeFlags struct {
 	spec     lab.ProbeSpec
 	parallel int
+	noWait   bool
 }
 
 func (pf *probeFlags) add(cmd *cobra.Command) {
@@ -359,6 +392,16 @@ func (pf *probeFlags) add(cmd *cobra.Command) {
 	fl.IntVar(&pf.spec.Port, "port", 80, "port for tcp and udp")
 	fl.IntVar(&pf.spec.Family, "family", 4, "address family of the destination, 4 or 6")
 	fl.DurationVar(&pf.spec.Timeout, "timeout", time.Second, "how long to wait for an answer")
+	fl.BoolVar(&pf.noWait, "no-wait", false, "probe at once instead of first waiting until every agent has applied the datastore's latest state")
+}
+
+// converge waits until every agent has applied the datastore's latest
+// state, unless --no-wait.
+func (pf *probeFlags) converge(cmd *cobra.Command, st *lab.State) error {
+	if pf.noWait {
+		return nil
+	}
+	return lab.WaitConverged(cmd.Context(), st)
 }
 
 func newLabProbeCommand(a *app, lf *labFlags) *cobra.Command {
@@ -370,6 +413,9 @@ func newLabProbeCommand(a *app, lf *labFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := lf.load()
 			if err != nil {
+				return err
+			}
+			if err := pf.converge(cmd, st); err != nil {
 				return err
 			}
 			p := pf.spec
@@ -418,6 +464,9 @@ and exit with status 1 if any pair differs.`,
 				if want, err = readExpect(st, expect); err != nil {
 					return err
 				}
+			}
+			if err := pf.converge(cmd, st); err != nil {
+				return err
 			}
 			pairs := lab.Matrix(cmd.Context(), st, pf.spec, pf.parallel)
 			got := map[[2]string]bool{}

@@ -44,6 +44,9 @@ func Down(name string, warn func(error)) error {
 	for _, n := range st.Nodes {
 		agents = append(agents, n.Agent)
 	}
+	for _, t := range st.ToRs {
+		agents = append(agents, t.Bird) // the ToRs' BIRD, with the agents
+	}
 	errs = append(errs, stopAll(servers, grace))
 	detach(st, warn)
 	errs = append(errs, stopAll(agents, grace), stopAll([]*Proc{st.Relay, st.Datastore}, grace))
@@ -85,7 +88,8 @@ func detach(st *State, warn func(error)) {
 	}
 }
 
-// Namespaces lists every namespace of the lab: workloads, nodes, fabric.
+// Namespaces lists every namespace of the lab: workloads, nodes, ToRs,
+// fabric.
 func (s *State) Namespaces() []string {
 	var out []string
 	for _, w := range s.Workloads {
@@ -93,6 +97,9 @@ func (s *State) Namespaces() []string {
 	}
 	for _, n := range s.Nodes {
 		out = append(out, n.NetNS)
+	}
+	for _, t := range s.ToRs {
+		out = append(out, t.NetNS)
 	}
 	if s.FabricNS != "" {
 		out = append(out, s.FabricNS)
@@ -111,6 +118,11 @@ func (s *State) Procs() []*Proc {
 	for _, n := range s.Nodes {
 		if n.Agent != nil {
 			out = append(out, n.Agent)
+		}
+	}
+	for _, t := range s.ToRs {
+		if t.Bird != nil {
+			out = append(out, t.Bird)
 		}
 	}
 	for _, p := range []*Proc{s.Relay, s.Datastore} {

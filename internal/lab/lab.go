@@ -8,6 +8,9 @@
 //     datastore (`tabby datastore run`) runs in it on 172.31.IDX.254;
 //   - one namespace per node, tl-NAME-nK, attached to the bridge by a veth
 //     (eth0, 172.31.IDX.K/24) and running `tabby agent` inside it;
+//   - with the tor fabric instead, one namespace per rack, tl-NAME-tR,
+//     running BIRD as the rack's top-of-rack router, whose bridge the
+//     rack's nodes attach to (see tor.go);
 //   - a relay process in the machine's namespace that listens on a
 //     kernel-chosen loopback port and forwards to the datastore, so that
 //     the CLI (through the context lab-NAME) reaches the lab;
@@ -82,6 +85,11 @@ type State struct {
 	Relay     *Proc      `json:"relay,omitempty"`
 	Nodes     []Node     `json:"nodes"`
 	Workloads []Workload `json:"workloads,omitempty"`
+	// ToRs are the top-of-rack routers of --fabric tor, one per rack.
+	ToRs []ToR `json:"tors,omitempty"`
+	// RouteReflectors is the number of route reflectors (n1…nR) of a
+	// lab without the node-to-node mesh; 0 with the mesh.
+	RouteReflectors int `json:"routeReflectors,omitempty"`
 }
 
 // Node is one node of a lab.
@@ -92,6 +100,10 @@ type Node struct {
 	IPv6   netip.Addr `json:"ipv6,omitzero"`
 	Socket string     `json:"statusSocket"`
 	Agent  *Proc      `json:"agent,omitempty"`
+	// Rack (r1, r2, …) and AS are set with --fabric tor: the node's
+	// rack and its own AS number.
+	Rack string `json:"rack,omitempty"`
+	AS   uint32 `json:"as,omitempty"`
 }
 
 // Workload is a workload namespace attached to a node.

@@ -26,9 +26,16 @@ type Config struct {
 	Name   string
 	Nodes  int
 	IPv6   bool
-	Fabric string // "l2", the only fabric so far
-	Pool4  string
-	Pool6  string
+	Fabric string // "l2" (one bridge) or "tor" (racks with BIRD top-of-rack routers)
+	// Racks is the number of racks of --fabric tor (default 2, or Nodes
+	// if fewer); it must be 0 with l2.
+	Racks int
+	Pool4 string
+	Pool6 string
+	// RouteReflectors (fabric l2) turns the node-to-node mesh off and
+	// makes nodes n1…nR route reflectors, which every node peers with;
+	// 0 keeps the full mesh (N(N-1)/2 sessions, slow to set up at 50).
+	RouteReflectors int
 	// Binary is the tabby binary that runs the datastore, the agents, the
 	// relay and the echo servers. Default: this executable.
 	Binary string
@@ -50,6 +57,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Fabric == "" {
 		c.Fabric = "l2"
+	}
+	if c.Fabric == "tor" && c.Racks == 0 {
+		c.Racks = min(2, c.Nodes)
 	}
 	if c.Pool4 == "" {
 		c.Pool4 = "10.65.0.0/16"
@@ -77,8 +87,20 @@ func (c *Config) Validate() error {
 	if c.Nodes < 1 || c.Nodes > 50 {
 		errs = append(errs, fmt.Errorf("nodes: %d: must be between 1 and 50", c.Nodes))
 	}
-	if c.Fabric != "l2" {
-		errs = append(errs, fmt.Errorf("fabric: %q: only l2 is implemented", c.Fabric))
+	if c.RouteReflectors != 0 && (c.Fabric != "l2" || c.RouteReflectors < 0 || c.RouteReflectors > c.Nodes) {
+		errs = append(errs, fmt.Errorf("route reflectors: %d: must be between 0 and the number of nodes (%d), with fabric l2", c.RouteReflectors, c.Nodes))
+	}
+	switch c.Fabric {
+	case "l2":
+		if c.Racks != 0 {
+			errs = append(errs, fmt.Errorf("racks: %d: only with fabric tor", c.Racks))
+		}
+	case "tor":
+		if c.Racks < 1 || c.Racks > MaxRacks || c.Racks > c.Nodes {
+			errs = append(errs, fmt.Errorf("racks: %d: must be between 1 and %d, and at most the number of nodes (%d)", c.Racks, MaxRacks, c.Nodes))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("fabric: %q: must be l2 or tor", c.Fabric))
 	}
 	if p, err := netip.ParsePrefix(c.Pool4); err != nil || !p.Addr().Is4() {
 		errs = append(errs, fmt.Errorf("pool: %q: must be an IPv4 CIDR", c.Pool4))
@@ -115,6 +137,11 @@ func Up(ctx context.Context, cfg Config) (st *State, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Fabric == "tor" {
+		if err := requireBird(); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	step := func(name string, start time.Time) {
@@ -144,11 +171,27 @@ func Up(ctx context.Context, cfg Config) (st *State, err error) {
 	}
 	step(fmt.Sprintf("fabric %s (bridge %s, 172.31.%d.0/24)", st.FabricNS, bridgeName, st.Index), t0)
 
+	if cfg.Fabric == "tor" {
+		t0 = time.Now()
+		if err := update(cfg.Name, func(s *State) error { return buildToRs(s, cfg.Racks) }); err != nil {
+			return nil, fmt.Errorf("building the racks: %w", err)
+		}
+		step(fmt.Sprintf("%d racks with their top-of-rack router namespaces", cfg.Racks), t0)
+	}
+
 	t0 = time.Now()
 	if err := update(cfg.Name, func(s *State) error { return buildNodes(s, cfg.Nodes) }); err != nil {
 		return nil, fmt.Errorf("building the nodes: %w", err)
 	}
 	step(fmt.Sprintf("%d node namespaces", cfg.Nodes), t0)
+
+	if cfg.Fabric == "tor" {
+		t0 = time.Now()
+		if err := update(cfg.Name, startToRs); err != nil {
+			return nil, fmt.Errorf("starting the top-of-rack routers: %w", err)
+		}
+		step(fmt.Sprintf("BIRD on %d top-of-rack routers", cfg.Racks), t0)
+	}
 
 	t0 = time.Now()
 	if err := update(cfg.Name, func(s *State) error { return startDatastore(s, cfg.Binary) }); err != nil {
@@ -186,7 +229,15 @@ func Up(ctx context.Context, cfg Config) (st *State, err error) {
 	if err := waitBGP(ctx, st); err != nil {
 		return nil, err
 	}
-	step(fmt.Sprintf("BGP mesh established (%d sessions)", len(st.Nodes)*(len(st.Nodes)-1)/2), t0)
+	if st.Fabric == "tor" {
+		if err := waitToRs(ctx, st); err != nil {
+			return nil, err
+		}
+		r := len(st.ToRs)
+		step(fmt.Sprintf("BGP established (%d node-ToR and %d ToR-ToR sessions)", len(st.Nodes), r*(r-1)/2), t0)
+	} else {
+		step(fmt.Sprintf("BGP mesh established (%d sessions)", len(st.Nodes)*(len(st.Nodes)-1)/2), t0)
+	}
 
 	t0 = time.Now()
 	if err := installCNI(st, cfg.Binary); err != nil {
@@ -226,7 +277,7 @@ func create(cfg Config) (*State, error) {
 	}
 	st := &State{
 		Name: cfg.Name, Index: idx, Created: time.Now().UTC().Truncate(time.Second),
-		Fabric: cfg.Fabric, IPv6: cfg.IPv6, Pool4: cfg.Pool4,
+		Fabric: cfg.Fabric, IPv6: cfg.IPv6, Pool4: cfg.Pool4, RouteReflectors: cfg.RouteReflectors,
 		FabricNS:     NSPrefix + cfg.Name + "-fab",
 		DatastoreURL: fmt.Sprintf("http://%s", net.JoinHostPort(fabricAddr4(idx, 254).String(), fmt.Sprint(datastorePort))),
 	}
@@ -289,15 +340,37 @@ func buildFabric(s *State) error {
 	return h.LinkSetUp(br.Index)
 }
 
+// buildNodes creates the nodes' namespaces, each attached to the fabric
+// bridge (l2) or to its rack's bridge in its ToR's namespace (tor; the
+// ToRs exist already).
 func buildNodes(s *State, n int) error {
-	fab, err := nl.Open(netns.NamedPath(s.FabricNS))
-	if err != nil {
-		return err
+	// The namespace whose bridge each node attaches to, with a handle
+	// and the bridge's index.
+	type attachment struct {
+		h      *nl.Handle
+		bridge int
 	}
-	defer fab.Close()
-	br, err := fab.LinkByName(bridgeName)
-	if err != nil {
-		return err
+	attach := map[string]attachment{}
+	defer func() {
+		for _, a := range attach {
+			a.h.Close()
+		}
+	}()
+	open := func(ns string) (attachment, error) {
+		if a, ok := attach[ns]; ok {
+			return a, nil
+		}
+		h, err := nl.Open(netns.NamedPath(ns))
+		if err != nil {
+			return attachment{}, err
+		}
+		br, err := h.LinkByName(bridgeName)
+		if err != nil {
+			h.Close()
+			return attachment{}, err
+		}
+		attach[ns] = attachment{h, br.Index}
+		return attach[ns], nil
 	}
 	for k := 1; k <= n; k++ {
 		node := Node{
@@ -309,15 +382,35 @@ func buildNodes(s *State, n int) error {
 		if s.IPv6 {
 			node.IPv6 = fabricAddr6(s.Index, k)
 		}
+		nsOfBridge := s.FabricNS
+		var gateways []netip.Addr
+		if len(s.ToRs) > 0 {
+			r := rackOf(k, len(s.ToRs))
+			t := s.ToRs[r-1]
+			node.Rack, node.AS, nsOfBridge = t.Rack, uint32(nodeBaseAS+k), t.NetNS
+			node.IPv4 = rackAddr4(s.Index, r, k)
+			gateways = append(gateways, t.Gateway4)
+			if s.IPv6 {
+				node.IPv6 = rackAddr6(s.Index, r, k)
+				gateways = append(gateways, t.Gateway6)
+			}
+		}
 		s.Nodes = append(s.Nodes, node) // recorded before it exists, for Down
-		if err := buildNode(fab, br.Index, node); err != nil {
+		a, err := open(nsOfBridge)
+		if err == nil {
+			err = buildNode(a.h, a.bridge, node, gateways)
+		}
+		if err != nil {
 			return fmt.Errorf("node %s: %w", node.Name, err)
 		}
 	}
 	return nil
 }
 
-func buildNode(fab *nl.Handle, bridge int, node Node) error {
+// buildNode creates the node's namespace with eth0, a veth whose other
+// end (named after the node) is a port of bridge in fab's namespace, and
+// default routes via gateways.
+func buildNode(fab *nl.Handle, bridge int, node Node, gateways []netip.Addr) error {
 	h, err := newNS(node.NetNS)
 	if err != nil {
 		return err
@@ -346,7 +439,19 @@ func buildNode(fab *nl.Handle, bridge int, node Node) error {
 			return err
 		}
 	}
-	return h.LinkSetUp(eth0.Index)
+	if err := h.LinkSetUp(eth0.Index); err != nil {
+		return err
+	}
+	for _, gw := range gateways {
+		def := netip.MustParsePrefix("0.0.0.0/0")
+		if gw.Is6() {
+			def = netip.MustParsePrefix("::/0")
+		}
+		if err := h.RouteAdd(nl.Route{Dst: def, Gateway: gw, Protocol: nl.ProtoStatic}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func startDatastore(s *State, bin string) error {
@@ -440,7 +545,7 @@ spec: {cidr: %q, blockSize: 26, natOutgoing: false}
 apiVersion: tabby.dev/v1
 kind: BGPConfiguration
 metadata: {name: default}
-spec: {nodeToNodeMeshEnabled: true, asNumber: 64512}
+spec: {nodeToNodeMeshEnabled: %t, asNumber: 64512}
 ---
 apiVersion: tabby.dev/v1
 kind: Profile
@@ -448,16 +553,27 @@ metadata: {name: %s}
 spec:
   ingress: [{action: Allow}]
   egress: [{action: Allow}]
-`, st.Pool4, profileName)
+`, st.Pool4, len(st.ToRs) == 0 && st.RouteReflectors == 0, profileName)
 	if st.IPv6 {
 		fmt.Fprintf(&b, "---\napiVersion: tabby.dev/v1\nkind: IPPool\nmetadata: {name: default-ipv6}\nspec: {cidr: %q, blockSize: 122}\n", st.Pool6)
 	}
-	for _, n := range st.Nodes {
-		fmt.Fprintf(&b, "---\napiVersion: tabby.dev/v1\nkind: Node\nmetadata: {name: %s, labels: {lab.tabby.dev/node: %s}}\nspec:\n  bgp:\n    ipv4Address: %s/24\n", n.Name, n.Name, n.IPv4)
+	for i, n := range st.Nodes {
+		labels := "lab.tabby.dev/node: " + n.Name
+		if n.Rack != "" {
+			labels += ", " + rackLabel + ": " + n.Rack
+		}
+		fmt.Fprintf(&b, "---\napiVersion: tabby.dev/v1\nkind: Node\nmetadata: {name: %s, labels: {%s}}\nspec:\n  bgp:\n    ipv4Address: %s/24\n", n.Name, labels, n.IPv4)
 		if n.IPv6.IsValid() {
 			fmt.Fprintf(&b, "    ipv6Address: %s/64\n", n.IPv6)
 		}
+		if n.AS != 0 {
+			fmt.Fprintf(&b, "    asNumber: %d\n", n.AS)
+		}
+		if i < st.RouteReflectors {
+			b.WriteString("    routeReflectorClusterID: 224.0.0.1\n")
+		}
 	}
+	b.WriteString(torResources(st))
 	return b.String()
 }
 
@@ -499,10 +615,17 @@ func waitAgents(ctx context.Context, st *State) error {
 }
 
 // waitBGP waits until every node has an established session with every
-// other node.
+// other node (l2), or with its ToR (tor).
 func waitBGP(ctx context.Context, st *State) error {
 	want := len(st.Nodes) - 1
-	for _, n := range st.Nodes {
+	if len(st.ToRs) > 0 {
+		want = 1
+	}
+	for i, n := range st.Nodes {
+		want := want
+		if st.RouteReflectors > 0 && i >= st.RouteReflectors {
+			want = st.RouteReflectors // a client peers with the reflectors only
+		}
 		sc := agent.NewStatusClient(n.Socket)
 		var last []agent.BGPPeerStatus
 		for {
