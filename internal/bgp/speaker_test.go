@@ -87,9 +87,17 @@ func TestApply(t *testing.T) {
 	if n := logs.count("BGP prefixes advertised"); n != 1 {
 		t.Errorf("advertised %d times, want once", n)
 	}
-	st, err := sp.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
+	// A new peer starts Idle and turns Active (waiting for its passive
+	// session) a moment later.
+	var st []bgp.PeerStatus
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var err error
+		if st, err = sp.Status(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(st) == 2 && st[0].State == "Active" || time.Now().After(deadline) {
+			break
+		}
 	}
 	if len(st) != 2 || st[0].Address != addr("192.0.2.2") || st[0].Type != bgp.PeerMesh || st[1].Name != "tor" || st[0].State != "Active" {
 		t.Errorf("status = %+v", st)
@@ -120,7 +128,7 @@ func TestApply(t *testing.T) {
 	// Invalid input is reported and skipped; the rest is applied.
 	sp.SetPeers(append(peers[1:], bgp.Peer{Address: addr("192.0.2.1"), ASNumber: 64512}, bgp.Peer{Address: addr("192.0.2.9")}))
 	sp.SetAdvertised(append(adverts[:2], bgp.Advertisement{Prefix: netip.MustParsePrefix("10.1.2.3/8")}))
-	err = sp.Apply(ctx)
+	err := sp.Apply(ctx)
 	if err == nil || !strings.Contains(err.Error(), "node's own") || !strings.Contains(err.Error(), "no AS number") || !strings.Contains(err.Error(), "not masked") {
 		t.Errorf("Apply error = %v", err)
 	}
