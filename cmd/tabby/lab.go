@@ -51,6 +51,7 @@ a lab creates carries its name (namespaces tl-NAME-…, state in
 		newLabProbeCommand(a, lf),
 		newLabMatrixCommand(a, lf),
 		newLabMoveCommand(a, lf),
+		newLabRmCommand(a, lf),
 		newLabServeCommand(a),
 		newLabRelayCommand(a),
 	)
@@ -349,10 +350,37 @@ func nsOf(st *lab.State, ref string) (string, error) {
 	return "", fmt.Errorf("lab %s has no workload or node %q", st.Name, ref)
 }
 
+func newLabRmCommand(a *app, lf *labFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm WORKLOAD...",
+		Short: "Remove workloads: CNI DEL, their echo servers and their namespaces",
+		Long: `Remove workloads from the lab the way a container runtime does: stop their
+echo servers, detach them through the CNI plugin (DEL: the veth, the
+WorkloadEndpoint and the addresses go), and delete their namespaces.
+Every name is checked first; an unknown one removes nothing.`,
+		Example: `  tabby lab rm web
+  tabby lab rm prod/db default/web`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := lf.load()
+			if err != nil {
+				return err
+			}
+			if err := lab.RemoveBatch(cmd.Context(), st.Name, args, lab.BatchOptions{}); err != nil {
+				return err
+			}
+			for _, ref := range args {
+				fmt.Fprintf(a.streams.out, "workload %s removed\n", ref)
+			}
+			return nil
+		},
+	}
+}
+
 func newLabExecCommand(a *app, lf *labFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "exec WORKLOAD|NODE|fabric -- CMD [ARG...]",
-		Short: "Run a command in the namespace of a workload, a node or the fabric",
+		Use:   "exec WORKLOAD|NODE|TOR|fabric -- CMD [ARG...]",
+		Short: "Run a command in the namespace of a workload, a node, a top-of-rack router or the fabric",
 		Example: `  tabby lab exec web -- ip addr
   tabby lab exec n1 -- ip route
   tabby lab exec n1 -- nft list ruleset`,

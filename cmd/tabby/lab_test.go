@@ -242,6 +242,28 @@ func TestLabEndToEnd(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustRead(t, filepath.Join(lab.Dir(name), "state.json"))), &js); err != nil || len(js.Workloads) != 3 {
 		t.Fatalf("state.json: %v %+v", err, js.Workloads)
 	}
+
+	// lab rm: an unknown name removes nothing; a known one goes through
+	// DEL (endpoint and addresses gone) and loses its namespace.
+	if out, code := e.run("lab", "--name", name, "rm", "prod/extra", "nope"); code == 0 || !strings.Contains(out, `no workload "nope"`) {
+		t.Errorf("lab rm with an unknown workload: %d %s", code, out)
+	}
+	extra, _ := js.Workload("prod/extra")
+	if _, err := os.Stat(netns.NamedPath(extra.NetNS)); err != nil {
+		t.Fatalf("lab rm with an unknown workload removed prod/extra: %v", err)
+	}
+	e.must("lab", "--name", name, "rm", "prod/extra")
+	if _, err := os.Stat(netns.NamedPath(extra.NetNS)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("namespace %s after lab rm: %v", extra.NetNS, err)
+	}
+	if out := e.must("--context", "lab-"+name, "get", "workloadendpoints", "-n", "prod", "-o", "name"); strings.TrimSpace(out) != "" {
+		t.Errorf("endpoints of prod after lab rm: %q", out)
+	}
+	if cniLog := mustRead(t, filepath.Join(lab.Dir(name), "logs", "cni.log")); strings.Count(cniLog, "DEL done") != 1 {
+		t.Errorf("lab rm did not DEL prod/extra; cni.log:\n%s", cniLog)
+	}
+	e.must("--context", "lab-"+name, "ipam", "check")
+	e.must("lab", "--name", name, "run", "extra", "--node", "n2", "--namespace", "prod", "--serve", "tcp:80")
 	// Down detaches every workload through the plugin (DEL) first.
 	logPath := filepath.Join(t.TempDir(), "cni.log")
 	stop := make(chan struct{})
@@ -263,8 +285,8 @@ func TestLabEndToEnd(t *testing.T) {
 	e.downAndCheck(name)
 	close(stop)
 	<-copied
-	if b, _ := os.ReadFile(logPath); strings.Count(string(b), "DEL done") != 3 {
-		t.Errorf("lab down did not DEL the 3 workloads; cni.log:\n%s", b)
+	if b, _ := os.ReadFile(logPath); strings.Count(string(b), "DEL done") != 4 {
+		t.Errorf("lab rm and lab down did not DEL 1 + 3 workloads; cni.log:\n%s", b)
 	}
 }
 
