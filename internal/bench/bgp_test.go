@@ -1,25 +1,11 @@
 package bench
 
 import (
-	"context"
-	"strings"
 	"testing"
-	"time"
 )
 
 func TestBGPQuick(t *testing.T) {
-	o := quickOptions(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	r, err := Run(ctx, "bgp", o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sb strings.Builder
-	if err := r.WriteTable(&sb); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("\n%s", sb.String())
+	r := runQuick(t, "bgp")
 	if r.Params["convergeRoutes"] != 100 || r.Params["samplesPerRun"] != 5 {
 		t.Errorf("params %v", r.Params)
 	}

@@ -76,6 +76,24 @@ func quickOptions(t *testing.T) Options {
 	return Options{Quick: true, Binary: tabbyBinary(t), LabPrefix: prefix, Progress: testWriter{t}}
 }
 
+// runQuick runs the suite with quickOptions and logs its table.
+func runQuick(t *testing.T, suite string) *Report {
+	t.Helper()
+	o := quickOptions(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	r, err := Run(ctx, suite, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	if err := r.WriteTable(&sb); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", sb.String())
+	return r
+}
+
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(b []byte) (int, error) {
@@ -96,18 +114,7 @@ func result(t *testing.T, r *Report, name string) Result {
 }
 
 func TestSetupQuick(t *testing.T) {
-	o := quickOptions(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	r, err := Run(ctx, "setup", o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sb strings.Builder
-	if err := r.WriteTable(&sb); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("\n%s", sb.String())
+	r := runQuick(t, "setup")
 	if r.Params["workloads"] != 20 || r.Runs != 1 || !r.Quick {
 		t.Errorf("params %v, runs %d, quick %v", r.Params, r.Runs, r.Quick)
 	}
