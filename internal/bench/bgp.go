@@ -3,18 +3,14 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	vnetns "github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
-
 	v1 "github.com/tabbynet/tabby/api/v1"
 	"github.com/tabbynet/tabby/internal/agent"
+	"github.com/tabbynet/tabby/internal/dataplane/nl"
 	"github.com/tabbynet/tabby/internal/datastore"
 	"github.com/tabbynet/tabby/internal/lab"
 	"github.com/tabbynet/tabby/internal/netns"
@@ -340,23 +336,18 @@ type routeWaiter struct {
 func watchRoutes(st *lab.State) (*routeWatch, error) {
 	w := &routeWatch{done: make(chan struct{}), waiters: map[netip.Prefix][]*routeWaiter{}}
 	for k, n := range st.Nodes {
-		h, err := vnetns.GetFromPath(netns.NamedPath(n.NetNS))
+		h, err := nl.Open(netns.NamedPath(n.NetNS))
 		if err != nil {
 			w.close()
 			return nil, fmt.Errorf("opening the namespace of %s: %w", n.Name, err)
 		}
-		ch := make(chan netlink.RouteUpdate, 4096)
-		err = netlink.RouteSubscribeWithOptions(ch, w.done, netlink.RouteSubscribeOptions{
-			Namespace: &h,
-			ErrorCallback: func(err error) {
-				w.mu.Lock()
-				if w.err == nil {
-					w.err = fmt.Errorf("route subscription on %s: %w", n.Name, err)
-				}
-				w.mu.Unlock()
-			},
-			ReceiveBufferSize:      32 << 20,
-			ReceiveBufferForceSize: true,
+		ch := make(chan nl.RouteUpdate, 4096)
+		err = h.SubscribeRoutes(ch, w.done, func(err error) {
+			w.mu.Lock()
+			if w.err == nil {
+				w.err = fmt.Errorf("%s: %w", n.Name, err)
+			}
+			w.mu.Unlock()
 		})
 		h.Close() // the subscription's socket keeps the namespace
 		if err != nil {
@@ -373,24 +364,19 @@ func watchRoutes(st *lab.State) (*routeWatch, error) {
 }
 
 // seen takes one route update of node k.
-func (w *routeWatch) seen(k int, u netlink.RouteUpdate, now time.Time) {
-	if u.Type != unix.RTM_NEWROUTE || u.Dst == nil {
+func (w *routeWatch) seen(k int, u nl.RouteUpdate, now time.Time) {
+	p := u.Route.Dst
+	if u.Deleted || !p.IsValid() || !p.IsSingleIP() {
 		return
 	}
-	ones, bits := u.Dst.Mask.Size()
-	a, ok := netip.AddrFromSlice(u.Dst.IP)
-	if !ok || ones != bits {
-		return
-	}
-	p := netip.PrefixFrom(a.Unmap(), ones)
-	gws := []net.IP{u.Gw}
-	for _, nh := range u.MultiPath {
-		gws = append(gws, nh.Gw)
+	gws := []netip.Addr{u.Route.Gateway}
+	for _, nh := range u.Route.Nexthops {
+		gws = append(gws, nh.Gateway)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, wt := range w.waiters[p] {
-		if !slices.ContainsFunc(gws, func(ip net.IP) bool { g, _ := netip.AddrFromSlice(ip); return g.Unmap() == wt.gw }) {
+		if !slices.Contains(gws, wt.gw) {
 			continue
 		}
 		if nodes := wt.pending[p]; nodes[k] {

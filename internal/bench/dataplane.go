@@ -345,21 +345,19 @@ func (e *dpEnv) buildOverlay(ctx context.Context, st *lab.State) (p dpPath, mtu 
 	var client string
 	for k, node := range st.Nodes {
 		other := st.Nodes[1-k]
-		// The nl package has no VXLAN devices (Tabby uses none), so this
-		// one device is made with ip.
-		if out, err := exec.CommandContext(ctx, "ip", "-n", node.NetNS, "link", "add", vxlanDev, "type", "vxlan",
-			"id", strconv.Itoa(vxlanID), "dstport", strconv.Itoa(vxlanPort),
-			"local", node.IPv4.String(), "remote", other.IPv4.String(), "dev", "eth0").CombinedOutput(); err != nil {
-			return dpPath{}, 0, "", fmt.Errorf("node %s: ip link add %s type vxlan: %w: %s", node.Name, vxlanDev, err, strings.TrimSpace(string(out)))
-		}
 		hn, err := nl.Open(netns.NamedPath(node.NetNS))
 		if err != nil {
 			return dpPath{}, 0, "", err
 		}
 		defer hn.Close()
-		vx, err := hn.LinkByName(vxlanDev)
+		eth0, err := hn.LinkByName("eth0")
 		if err != nil {
 			return dpPath{}, 0, "", err
+		}
+		vx, err := hn.CreateVXLAN(nl.VXLAN{Name: vxlanDev, VNI: vxlanID, Port: vxlanPort,
+			Local: node.IPv4, Remote: other.IPv4, Parent: eth0.Index})
+		if err != nil {
+			return dpPath{}, 0, "", fmt.Errorf("node %s: %w", node.Name, err)
 		}
 		mtu = vx.MTU
 		br, err := hn.CreateBridge(overlayBridge)

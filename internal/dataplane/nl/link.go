@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -207,4 +208,36 @@ func fromNetlinkLink(l netlink.Link) Link {
 		MTU:   a.MTU,
 		Up:    a.Flags&net.FlagUp != 0,
 	}
+}
+
+// VXLAN describes a VXLAN device for CreateVXLAN.
+type VXLAN struct {
+	Name   string
+	VNI    int
+	Port   int        // UDP destination port; 0 means the kernel's default (8472), 4789 is IANA's
+	Local  netip.Addr // source address of the tunnel packets
+	Remote netip.Addr // the one peer (a point-to-point tunnel); zero for none
+	Parent int        // index of the link the tunnel packets leave by; 0 for any
+}
+
+// CreateVXLAN creates a VXLAN device (left down) and returns it. Tabby
+// itself uses no overlay; the dataplane benchmark builds one to compare
+// against.
+func (h *Handle) CreateVXLAN(v VXLAN) (Link, error) {
+	if err := CheckName(v.Name); err != nil {
+		return Link{}, fmt.Errorf("creating vxlan: %w", err)
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = v.Name
+	dev := &netlink.Vxlan{LinkAttrs: attrs, VxlanId: v.VNI, Port: v.Port, VtepDevIndex: v.Parent, Learning: true}
+	if v.Local.IsValid() {
+		dev.SrcAddr = ipOf(v.Local)
+	}
+	if v.Remote.IsValid() {
+		dev.Group = ipOf(v.Remote)
+	}
+	if err := h.h.LinkAdd(dev); err != nil {
+		return Link{}, wrap("creating vxlan "+v.Name, err)
+	}
+	return h.LinkByName(v.Name)
 }
