@@ -85,5 +85,7 @@ cat <<EOF2
   tabby get wep -A     # endpoint names come from the CNI plugin: NODE-cni-NAME-eth0
   tabby policy trace --from default/n1-cni-frontend-eth0 --to default/n3-cni-db-eth0 --port 80
   tabby lab run extra --node n1 --labels app=frontend --serve tcp:80
+  tabby lab move frontend --node n2   # live migration: same addresses, gap measured
+  tabby lab rm extra
   tabby lab down --name $name
 EOF2

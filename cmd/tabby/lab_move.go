@@ -27,7 +27,8 @@ one is gone.
 
 Meanwhile a probe stream (ICMP echo every 10ms, IPv4 and IPv6, an answer
 counts within 100ms) runs from another workload (--probe-from; default:
-one on neither node, else one on the old node) to the moving one; the
+the first that gets an ICMP answer now, preferring one on neither node,
+then one on the old node) to the moving one; the
 longest interval without an answer is the connectivity gap. The command
 exits with status 1 if connectivity did not come back within 5s.`,
 		Example: `  tabby lab move web --node n2

@@ -62,8 +62,9 @@ type MoveConfig struct {
 	// Node is the node to move to.
 	Node string
 	// ProbeFrom is the workload that probes the moving one during the
-	// move; empty picks one: a workload on neither the old nor the new
-	// node if there is one, else on the old node, else any other.
+	// move; empty picks one: the first that gets an ICMP answer from it
+	// now, trying workloads on neither the old nor the new node first,
+	// then on the old node, then any other.
 	ProbeFrom string
 	// Interval between probes (default 10ms); a probe counts when its
 	// answer comes within ProbeTimeout (default 100ms).
@@ -186,7 +187,7 @@ func Move(ctx context.Context, labName string, cfg MoveConfig) (*MoveResult, err
 	if err != nil {
 		return nil, err
 	}
-	w, probeFrom, err := moveArgs(st, cfg)
+	w, probers, err := moveArgs(st, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -211,6 +212,7 @@ func Move(ctx context.Context, labName string, cfg MoveConfig) (*MoveResult, err
 		return nil, err
 	}
 
+	probeFrom := pickProber(ctx, st, old, probers)
 	res := &MoveResult{Workload: old.ID(), From: old.Node, To: nw.Node, IPv4: old.IPv4, IPv6: old.IPv6, OldEndpoint: old.Endpoint}
 	if cfg.Begin != nil {
 		pf := ""
@@ -252,8 +254,27 @@ func Move(ctx context.Context, labName string, cfg MoveConfig) (*MoveResult, err
 	return res, nil
 }
 
-// moveArgs finds the workload and the prober, and checks the node.
-func moveArgs(st *State, cfg MoveConfig) (w, probe *Workload, err error) {
+// pickProber returns the first of the candidates whose ICMP echo the
+// workload answers now (policy may deny some), else the first candidate,
+// else nil. With one candidate (--probe-from) it does not probe.
+func pickProber(ctx context.Context, st *State, w Workload, candidates []*Workload) *Workload {
+	if len(candidates) < 2 {
+		if len(candidates) == 0 {
+			return nil
+		}
+		return candidates[0]
+	}
+	for _, c := range candidates {
+		if Probe(ctx, st, ProbeSpec{From: c.ID(), To: w.ID(), Proto: "icmp", Family: 4, Timeout: 300 * time.Millisecond}) == nil {
+			return c
+		}
+	}
+	return candidates[0]
+}
+
+// moveArgs finds the workload and the candidate probers (in order of
+// preference), and checks the node.
+func moveArgs(st *State, cfg MoveConfig) (w *Workload, probers []*Workload, err error) {
 	w, ok := st.Workload(cfg.Workload)
 	if !ok {
 		return nil, nil, fmt.Errorf("lab %s has no workload %q", st.Name, cfg.Workload)
@@ -279,10 +300,11 @@ func moveArgs(st *State, cfg MoveConfig) (w, probe *Workload, err error) {
 		case p.ID() == w.ID():
 			return nil, nil, fmt.Errorf("--probe-from %s: the moving workload cannot probe itself", p.ID())
 		}
-		return w, p, nil
+		return w, []*Workload{p}, nil
 	}
 	// Elsewhere first (the probe then crosses the fabric before and
 	// after), then the old node, then the new one.
+	seen := map[string]bool{}
 	for _, pass := range []func(o *Workload) bool{
 		func(o *Workload) bool { return o.Node != w.Node && o.Node != cfg.Node },
 		func(o *Workload) bool { return o.Node == w.Node },
@@ -290,12 +312,13 @@ func moveArgs(st *State, cfg MoveConfig) (w, probe *Workload, err error) {
 	} {
 		for i := range st.Workloads {
 			o := &st.Workloads[i]
-			if o.ID() != w.ID() && o.IPv4.IsValid() && pass(o) {
-				return w, o, nil
+			if o.ID() != w.ID() && o.IPv4.IsValid() && pass(o) && !seen[o.ID()] {
+				seen[o.ID()] = true
+				probers = append(probers, o)
 			}
 		}
 	}
-	return w, nil, nil
+	return w, probers, nil
 }
 
 // nextContainerID is the container ID of a workload's next attachment:

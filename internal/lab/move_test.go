@@ -105,7 +105,7 @@ func TestMoveArgs(t *testing.T) {
 	for _, tc := range []struct {
 		cfg       MoveConfig
 		wantErr   string
-		wantProbe string
+		wantProbe string // the candidate probers, in order
 	}{
 		{cfg: MoveConfig{Workload: "zz", Node: "n2"}, wantErr: `no workload "zz"`},
 		{cfg: MoveConfig{Workload: "a", Node: "n9"}, wantErr: `--node "n9": lab mvunit has no such node (it has n1, n2, n3)`},
@@ -113,9 +113,9 @@ func TestMoveArgs(t *testing.T) {
 		{cfg: MoveConfig{Workload: "a", Node: "n2", ProbeFrom: "q"}, wantErr: `--probe-from "q"`},
 		{cfg: MoveConfig{Workload: "a", Node: "n2", ProbeFrom: "default/a"}, wantErr: "cannot probe itself"},
 		// Neither the old nor the new node first, then the old node.
-		{cfg: MoveConfig{Workload: "a", Node: "n2"}, wantProbe: "default/a-mv2"},
-		{cfg: MoveConfig{Workload: "a", Node: "n3"}, wantProbe: "default/b"},
-		{cfg: MoveConfig{Workload: "b", Node: "n3"}, wantProbe: "default/a"},
+		{cfg: MoveConfig{Workload: "a", Node: "n2"}, wantProbe: "default/a-mv2 default/c default/b"},
+		{cfg: MoveConfig{Workload: "a", Node: "n3"}, wantProbe: "default/b default/c default/a-mv2"},
+		{cfg: MoveConfig{Workload: "b", Node: "n3"}, wantProbe: "default/a default/c default/a-mv2"},
 		{cfg: MoveConfig{Workload: "a", Node: "n2", ProbeFrom: "b"}, wantProbe: "default/b"},
 	} {
 		w, p, err := moveArgs(st, tc.cfg)
@@ -126,14 +126,22 @@ func TestMoveArgs(t *testing.T) {
 			}
 		case err != nil:
 			t.Errorf("moveArgs(%+v): %v", tc.cfg, err)
-		case w.ID() != "default/"+tc.cfg.Workload || p == nil || p.ID() != tc.wantProbe:
+		case w.ID() != "default/"+tc.cfg.Workload || ids(p) != tc.wantProbe:
 			t.Errorf("moveArgs(%+v) = %v, %v; want the prober %s", tc.cfg, w, p, tc.wantProbe)
 		}
 	}
 	alone := &State{Name: "mvunit", Nodes: st.Nodes, Workloads: st.Workloads[:1]}
-	if _, p, err := moveArgs(alone, MoveConfig{Workload: "a", Node: "n2"}); err != nil || p != nil {
+	if _, p, err := moveArgs(alone, MoveConfig{Workload: "a", Node: "n2"}); err != nil || len(p) != 0 {
 		t.Errorf("a lone workload: prober %v, %v; want none", p, err)
 	}
+}
+
+func ids(ws []*Workload) string {
+	var out []string
+	for _, w := range ws {
+		out = append(out, w.ID())
+	}
+	return strings.Join(out, " ")
 }
 
 func TestNextContainerID(t *testing.T) {
