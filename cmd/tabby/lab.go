@@ -94,7 +94,7 @@ func newLabUpCommand(a *app, lf *labFlags) *cobra.Command {
 	var cfg lab.Config
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "up [--name NAME] [--nodes N] [--ipv6] [--fabric l2|tor] [--racks R]",
+		Use:   "up [--name NAME] [--nodes N] [--ipv6] [--fabric l2|tor] [--racks R] [--route-reflectors R]",
 		Short: "Create a lab and wait until its BGP sessions are established",
 		Long: `Create a lab: the fabric, the nodes, the datastore and an agent per node;
 write the default IP pools, BGP configuration and nodes; wait until every
@@ -114,6 +114,11 @@ nodes (each in an AS of its own, mesh off) and with the other ToRs.`,
 			}
 			out := a.streams.out
 			start := time.Now()
+			checked := cfg
+			checked.Defaults()
+			if err := checked.Validate(); err != nil {
+				return err
+			}
 			if !asJSON {
 				fmt.Fprintf(out, "lab %s: starting %d nodes (fabric %s)\n", cfg.Name, cfg.Nodes, cfg.Fabric)
 				cfg.Step = func(step string, took time.Duration) {
@@ -149,6 +154,7 @@ next:   tabby lab run web --node %s --labels app=web --serve tcp:80
 	fl.BoolVar(&cfg.IPv6, "ipv6", false, "dual-stack: IPv6 fabric addresses, an IPv6 pool and IPv6 workload addresses")
 	fl.StringVar(&cfg.Fabric, "fabric", "l2", "fabric between the nodes: l2 (one bridge) or tor (racks, each with a BIRD top-of-rack router)")
 	fl.IntVar(&cfg.Racks, "racks", 0, "racks of --fabric tor (default 2, or --nodes if fewer)")
+	fl.IntVar(&cfg.RouteReflectors, "route-reflectors", 0, "with --fabric l2: turn the node-to-node mesh off and make n1..nR route reflectors for the other nodes")
 	fl.StringVar(&cfg.Pool4, "pool", "10.65.0.0/16", "IPv4 pool for workloads")
 	fl.StringVar(&cfg.Pool6, "ipv6-pool", "fd00:65::/48", "IPv6 pool for workloads (with --ipv6)")
 	fl.DurationVar(&cfg.Timeout, "timeout", 90*time.Second, "give up (and clean up) after this long")

@@ -81,6 +81,10 @@ func TestTorConfigValidate(t *testing.T) {
 		{Config{Name: "tora", Fabric: "tor", Nodes: 4, Racks: -1}, "racks: -1"},
 		{Config{Name: "tora", Fabric: "l2", Nodes: 4, Racks: 2}, "racks: 2: only with fabric tor"},
 		{Config{Name: "tora", Fabric: "l3", Nodes: 4}, `fabric: "l3": must be l2 or tor`},
+		{Config{Name: "tora", Nodes: 5, RouteReflectors: 2}, ""},
+		{Config{Name: "tora", Nodes: 2, RouteReflectors: 3}, "route reflectors: 3: must be between 0 and the number of nodes (2)"},
+		{Config{Name: "tora", Nodes: 2, RouteReflectors: -1}, "route reflectors: -1"},
+		{Config{Name: "tora", Fabric: "tor", Nodes: 4, RouteReflectors: 1}, "with fabric l2"},
 	} {
 		tc.cfg.Binary = "/bin/true"
 		tc.cfg.Defaults()
