@@ -167,7 +167,9 @@ func (p *policyRun) agentAge() time.Duration {
 
 func runPolicy(ctx context.Context, o *Options, r *Report) (err error) {
 	scale := policyScaleFor(o.Quick)
-	r.Runs = 1 // one pass: the percentiles are over the changes
+	// The load and sync happen once per step (loading again would need a
+	// fresh lab); the changes are measured in r.Runs rounds.
+	r.Runs = min(o.Runs, maxPolicyRounds)
 	w, err := newPolicyWorld(scale, 9)
 	if err != nil {
 		return err
@@ -286,35 +288,50 @@ func (p *policyRun) run(ctx context.Context) error {
 		r.Add(NewResult(label+": agent RSS", "MB", []float64{float64(after.RSS) / (1 << 20)}, goal))
 		r.Add(NewResult(label+": agent peak RSS", "MB", []float64{float64(after.HWM) / (1 << 20)}, ""))
 
-		lat, cpu, err := p.measureChanges(ctx, si, label)
-		if err != nil {
-			return fmt.Errorf("%s: %w", label, err)
+		// Per round: each kind's p50 and p99, all changes' p50 and p99,
+		// and the agent's CPU per change.
+		perKind := map[string][2][]float64{}
+		var all50, all99, cpuPer []float64
+		for round := range r.Runs {
+			lat, cpu, err := p.measureChanges(ctx, si, round, label)
+			if err != nil {
+				return fmt.Errorf("%s, round %d: %w", label, round+1, err)
+			}
+			var step []float64
+			for _, k := range changeKinds {
+				ms := Millis(lat[k])
+				step = append(step, ms...)
+				pk := perKind[k]
+				pk[0], pk[1] = append(pk[0], Percentile(ms, 50)), append(pk[1], Percentile(ms, 99))
+				perKind[k] = pk
+			}
+			all50, all99 = append(all50, Percentile(step, 50)), append(all99, Percentile(step, 99))
+			cpuPer = append(cpuPer, float64(cpu)/float64(time.Millisecond)/float64(len(step)))
 		}
-		var step []float64
 		for _, k := range changeKinds {
-			ms := Millis(lat[k])
-			step = append(step, ms...)
-			r.Add(NewResult(fmt.Sprintf("%s: %s→nftables p50", label, k), "ms", []float64{Percentile(ms, 50)}, ""))
-			r.Add(NewResult(fmt.Sprintf("%s: %s→nftables p99", label, k), "ms", []float64{Percentile(ms, 99)}, ""))
+			r.Add(NewResult(fmt.Sprintf("%s: %s→nftables p50", label, k), "ms", perKind[k][0], ""))
+			r.Add(NewResult(fmt.Sprintf("%s: %s→nftables p99", label, k), "ms", perKind[k][1], ""))
 		}
 		goal = ""
 		if last {
 			goal = "<= 100"
 		}
-		r.Add(NewResult(label+": change→nftables p50", "ms", []float64{Percentile(step, 50)}, ""))
-		r.Add(NewResult(label+": change→nftables p99", "ms", []float64{Percentile(step, 99)}, goal))
-		r.Add(NewResult(label+": agent CPU per change", "ms", []float64{float64(cpu) / float64(time.Millisecond) / float64(len(step))}, ""))
+		r.Add(NewResult(label+": change→nftables p50", "ms", all50, ""))
+		r.Add(NewResult(label+": change→nftables p99", "ms", all99, goal))
+		r.Add(NewResult(label+": agent CPU per change", "ms", cpuPer, ""))
 	}
 	r.Notes = append(r.Notes,
 		fmt.Sprintf("%d of %d policies apply to the node's workloads (all tiers); their rules select remote endpoints, so most endpoints are in a set the node uses; plus the sentinel policy %s/%s.",
 			w.active, len(w.policies), sentinelNS, sentinelPolicy),
 		fmt.Sprintf("Each step has %d changes of each kind: %s. Latency runs from just before the datastore write to the netlink notification of the nftables transaction that holds the expected set element or rule (a monitor in the node's namespace): the etcd write, the agent's watch, its batching (ApplyDelay 10 ms), the compile and the commit.",
 			w.scale.Changes, strings.Join(changeKindsText, "; ")),
-		fmt.Sprintf("Percentiles per kind are over %d samples and the combined ones over %d (linear interpolation): p99 of %d samples lies between the two largest.",
-			w.scale.Changes, 3*w.scale.Changes, w.scale.Changes),
+		fmt.Sprintf("The changes are measured in %d rounds per step; each change result is the median (min–max) of the rounds' percentiles. Percentiles per kind are over %d samples a round and the combined ones over %d (linear interpolation): p99 of %d samples lies between the two largest. Load, sync and RSS are measured once per step (a second load would need a fresh lab).",
+			r.Runs, w.scale.Changes, 3*w.scale.Changes, w.scale.Changes),
 		"Remote endpoints are WorkloadEndpoints of fake nodes (no Node resources) written straight into etcd, 128 per transaction; addresses from the pool "+remotePool+" that the node never allocates from.",
-		"RSS: VmRSS of the agent after the sync settled (no nftables change for 1 s); peak: VmHWM. CPU: utime+stime from /proc/PID/stat; per change it is the agent's CPU over the change phase divided by the changes, so its background work counts too.",
-		"One pass; --runs does not apply to this suite.")
+		"RSS: VmRSS of the agent after the sync settled (no nftables change for 1 s); peak: VmHWM. CPU: utime+stime from /proc/PID/stat; per change it is the agent's CPU over the change phase divided by the changes, so its background work counts too.")
+	if o.Runs > maxPolicyRounds {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("--runs %d: this suite measures at most %d rounds of changes", o.Runs, maxPolicyRounds))
+	}
 	if len(p.slow) > 0 {
 		byWhat := map[string]int{}
 		for _, sc := range p.slow {
@@ -489,13 +506,21 @@ func (p *policyRun) settle(ctx context.Context) (time.Duration, error) {
 
 // measureChanges makes the changes of each kind one at a time and returns
 // their latencies by kind, and the agent's CPU time over all of them.
-func (p *policyRun) measureChanges(ctx context.Context, step int, label string) (map[string][]time.Duration, time.Duration, error) {
+// maxPolicyRounds bounds the rounds of changes per step: each round's
+// ports and extra endpoints have a range of their own (1,000 wide).
+const maxPolicyRounds = 5
+
+func (p *policyRun) measureChanges(ctx context.Context, step, round int, label string) (map[string][]time.Duration, time.Duration, error) {
 	w := p.w
 	n := w.scale.Changes
-	cands := w.labelCandidates((n+1)/2, w.scale.Steps[step], step*1000)
-	if len(cands) < (n+1)/2 {
+	// Each round changes endpoints of its own: with an odd number of
+	// changes, a round leaves its last endpoint out of its set.
+	per := (n + 1) / 2
+	cands := w.labelCandidates(per*(round+1), w.scale.Steps[step], step*1000)
+	if len(cands) < per*(round+1) {
 		return nil, 0, fmt.Errorf("only %d remote endpoints in used sets", len(cands))
 	}
+	cands = cands[per*round:]
 	wt, err := watchNFT(p.ns.Fd())
 	if err != nil {
 		return nil, 0, err
@@ -505,7 +530,8 @@ func (p *policyRun) measureChanges(ctx context.Context, step int, label string) 
 	if err != nil {
 		return nil, 0, err
 	}
-	jitter := rand.New(rand.NewPCG(uint64(step), 7))
+	jitter := rand.New(rand.NewPCG(uint64(step), uint64(7+round)))
+	base := step*10000 + round*1000 // distinct ports and endpoints per step and round
 	lat := map[string][]time.Duration{}
 	for _, kind := range changeKinds {
 		for k := range n {
@@ -524,12 +550,12 @@ func (p *policyRun) measureChanges(ctx context.Context, step int, label string) 
 			case "policy change":
 				np := *w.activeNPs[k%len(w.activeNPs)]
 				np.Spec.Ingress = []v1.Rule{np.Spec.Ingress[0]}
-				port := uint16(changePort + step*1000 + k)
+				port := uint16(changePort + base + k)
 				np.Spec.Ingress[0].Destination.Ports = []v1.Port{v1.PortNumber(port)}
 				obj = &np
 				match = newRuleWithPort("pi-np/"+np.Metadata.Namespace+"/"+np.Metadata.Name, port)
 			case "endpoint add/delete":
-				i := extraBase + step*1000 + k/2
+				i := extraBase + base + k/2
 				ev := nftables.MonitorEventTypeNewSetElem
 				if k%2 == 1 {
 					del, ev = true, nftables.MonitorEventTypeDelSetElem
