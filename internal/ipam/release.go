@@ -151,19 +151,37 @@ func (a *Allocator) ReleaseHandle(ctx context.Context, handle string) ([]netip.A
 		return nil, err
 	}
 	hs := &handleState{id: handle}
-	if err := hs.refresh(ctx, a.store); err != nil {
+	refresh := func() error { return hs.refresh(ctx, a.store) }
+	if err := refresh(); err != nil {
 		return nil, err
 	}
+	now := a.cfg.Now()
+	return a.eachHandleBlock(ctx, hs, refresh, fmt.Sprintf("releasing handle %q", handle),
+		func(b *block.Block) []netip.Addr { return b.ReleaseHandle(handle, now) }, nil)
+}
+
+// eachHandleBlock changes, block by block, the blocks that handle hs
+// holds addresses in, until it holds none: for each block (in name
+// order) one transaction writes the block as change left it (if change
+// touched any address), takes the block's entry out of the handle, and
+// adds the operations of more (if set; called with the addresses change
+// touched, it returns them and a function to call once they are
+// written). The block is read after the handle, so that it is at least
+// as new: the handle's compare-and-swap then guards the handle's
+// allocations in the block even when the block is not written. On a
+// compare-and-swap failure it backs off, refreshes (which must re-read
+// every handle involved) and tries again, up to MaxRetries times in a row.
+// It returns the addresses changed.
+func (a *Allocator) eachHandleBlock(ctx context.Context, hs *handleState, refresh func() error, what string,
+	change func(b *block.Block) []netip.Addr,
+	more func(name string, addrs []netip.Addr) ([]datastore.Op, func(rev int64), error)) ([]netip.Addr, error) {
 	var out []netip.Addr
 	attempt := 0
 	for hs.exists && len(hs.h.Blocks) > 0 {
 		if attempt >= a.cfg.MaxRetries {
-			return out, fmt.Errorf("releasing handle %q: %w", handle, ErrTooManyConflicts)
+			return out, fmt.Errorf("%s: %w", what, ErrTooManyConflicts)
 		}
 		name := slices.Min(slices.Collect(maps.Keys(hs.h.Blocks)))
-		// Read the block after the handle, so that it is at least as new:
-		// the handle's compare-and-swap then guards the allocations of
-		// this handle in the block even when the block is not written.
 		kv, b, ok, err := a.readBlock(ctx, name, true)
 		if err != nil {
 			return out, err
@@ -172,7 +190,7 @@ func (a *Allocator) ReleaseHandle(ctx context.Context, handle string) ([]netip.A
 		var addrs []netip.Addr
 		var bkv datastore.KV
 		if ok {
-			if addrs = b.ReleaseHandle(handle, a.cfg.Now()); len(addrs) > 0 {
+			if addrs = change(b); len(addrs) > 0 {
 				if bkv, err = encode(kv.Key, b); err != nil {
 					return out, err
 				}
@@ -184,23 +202,35 @@ func (a *Allocator) ReleaseHandle(ctx context.Context, handle string) ([]netip.A
 		if err != nil {
 			return out, err
 		}
-		rev, err := a.store.Txn(ctx, append(ops, hop))
+		ops = append(ops, hop)
+		var written func(int64)
+		if more != nil {
+			mops, w, err := more(name, addrs)
+			if err != nil {
+				return out, err
+			}
+			ops, written = append(ops, mops...), w
+		}
+		rev, err := a.store.Txn(ctx, ops)
 		if err == nil {
 			if len(addrs) > 0 {
 				bkv.Revision = rev
 				a.remember(bkv, len(b.Unallocated))
 			}
 			hs.written(next, rev)
+			if written != nil {
+				written(rev)
+			}
 			out = append(out, addrs...)
 			attempt = 0
 			continue
 		}
 		if !isCASFailure(err) {
-			return out, fmt.Errorf("releasing handle %q in block %s: %w", handle, name, err)
+			return out, fmt.Errorf("%s in block %s: %w", what, name, err)
 		}
 		a.backoff(ctx, attempt)
 		attempt++
-		if err := hs.refresh(ctx, a.store); err != nil {
+		if err := refresh(); err != nil {
 			return out, err
 		}
 	}

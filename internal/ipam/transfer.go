@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
-	"slices"
 
 	"github.com/tabbynet/tabby/internal/datastore"
+	"github.com/tabbynet/tabby/internal/ipam/block"
 )
 
 // TransferArgs moves a handle's addresses to another handle.
@@ -55,64 +54,16 @@ func (a *Allocator) TransferHandle(ctx context.Context, args TransferArgs) ([]ne
 	if err := refresh(); err != nil {
 		return nil, err
 	}
-	var out []netip.Addr
-	attempt := 0
-	for from.exists && len(from.h.Blocks) > 0 {
-		if attempt >= a.cfg.MaxRetries {
-			return out, fmt.Errorf("moving handle %q to %q: %w", args.From, args.To, ErrTooManyConflicts)
-		}
-		name := slices.Min(slices.Collect(maps.Keys(from.h.Blocks)))
-		// The block is read after the handles, so it is at least as new
-		// (see ReleaseHandle).
-		kv, b, ok, err := a.readBlock(ctx, name, true)
-		if err != nil {
-			return out, err
-		}
-		var ops []datastore.Op
-		var addrs []netip.Addr
-		var bkv datastore.KV
-		if ok {
-			if addrs = b.Reassign(args.From, attr); len(addrs) > 0 {
-				if bkv, err = encode(kv.Key, b); err != nil {
-					return out, err
-				}
-				bkv.Revision = kv.Revision
-				ops = append(ops, datastore.Op{Type: datastore.OpUpdate, KV: bkv})
+	return a.eachHandleBlock(ctx, from, refresh, fmt.Sprintf("moving handle %q to %q", args.From, args.To),
+		func(b *block.Block) []netip.Addr { return b.Reassign(args.From, attr) },
+		func(name string, addrs []netip.Addr) ([]datastore.Op, func(int64), error) {
+			if len(addrs) == 0 {
+				return nil, nil, nil
 			}
-		}
-		fop, fnext, err := from.op(name, -from.h.Blocks[name])
-		if err != nil {
-			return out, err
-		}
-		ops = append(ops, fop)
-		var tnext Handle
-		if len(addrs) > 0 {
-			var top datastore.Op
-			if top, tnext, err = to.op(name, len(addrs)); err != nil {
-				return out, err
+			op, next, err := to.op(name, len(addrs))
+			if err != nil {
+				return nil, nil, err
 			}
-			ops = append(ops, top)
-		}
-		rev, err := a.store.Txn(ctx, ops)
-		if err == nil {
-			from.written(fnext, rev)
-			if len(addrs) > 0 {
-				bkv.Revision = rev
-				a.remember(bkv, len(b.Unallocated))
-				to.written(tnext, rev)
-			}
-			out = append(out, addrs...)
-			attempt = 0
-			continue
-		}
-		if !isCASFailure(err) {
-			return out, fmt.Errorf("moving handle %q to %q in block %s: %w", args.From, args.To, name, err)
-		}
-		a.backoff(ctx, attempt)
-		attempt++
-		if err := refresh(); err != nil {
-			return out, err
-		}
-	}
-	return out, nil
+			return []datastore.Op{op}, func(rev int64) { to.written(next, rev) }, nil
+		})
 }
