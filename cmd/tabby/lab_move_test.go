@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -194,11 +193,7 @@ func TestLabMove(t *testing.T) {
 
 	// Policy follows: a deny-ingress policy for app=mover still applies
 	// on the new node.
-	policy := filepath.Join(t.TempDir(), "deny.yaml")
-	if err := os.WriteFile(policy, []byte(labMoveDenyPolicy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	e.must("--context", "lab-"+name, "apply", "-f", policy)
+	policy := e.apply(name, labMoveDenyPolicy)
 	for _, fam := range []string{"4", "6"} {
 		e.waitProbe(false, "--name", name, "b", "a", "--proto", "tcp", "--port", "80", "--family", fam)
 	}

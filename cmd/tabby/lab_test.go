@@ -126,6 +126,18 @@ func (e *labEnv) downAndCheck(name string) {
 }
 
 // waitProbe probes until the verdict is want (allowed: exit 0).
+// apply writes manifests to a file and applies them to the lab's
+// datastore with tabby apply; it returns the file.
+func (e *labEnv) apply(name, manifests string) string {
+	e.t.Helper()
+	path := filepath.Join(e.t.TempDir(), "manifests.yaml")
+	if err := os.WriteFile(path, []byte(manifests), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	e.must("--context", "lab-"+name, "apply", "-f", path)
+	return path
+}
+
 func (e *labEnv) waitProbe(want bool, args ...string) {
 	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -199,11 +211,7 @@ func TestLabEndToEnd(t *testing.T) {
 		e.waitProbe(true, "--name", name, "client", "server", "--proto", "icmp", "--family", fam)
 	}
 
-	policy := filepath.Join(t.TempDir(), "deny.yaml")
-	if err := os.WriteFile(policy, []byte(labDenyPolicy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	e.must("--context", "lab-"+name, "apply", "-f", policy)
+	e.apply(name, labDenyPolicy)
 	for _, fam := range []string{"4", "6"} {
 		e.waitProbe(false, "--name", name, "client", "server", "--proto", "tcp", "--port", "80", "--family", fam)
 		e.waitProbe(true, "--name", name, "server", "client", "--proto", "tcp", "--port", "80", "--family", fam)

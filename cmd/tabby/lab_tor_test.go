@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -120,11 +119,7 @@ func TestLabTor(t *testing.T) {
 		t.Errorf("traceroute client -> server does not pass %s and %s:\n%s", t1.Gateway4, t2.Spine4, tr)
 	}
 
-	policy := filepath.Join(t.TempDir(), "deny.yaml")
-	if err := os.WriteFile(policy, []byte(labDenyPolicy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	e.must("--context", "lab-"+name, "apply", "-f", policy)
+	e.apply(name, labDenyPolicy)
 	for _, fam := range []string{"4", "6"} {
 		e.waitProbe(false, "--name", name, "client", "server", "--proto", "tcp", "--port", "80", "--family", fam)
 		e.waitProbe(true, "--name", name, "server", "client", "--proto", "tcp", "--port", "80", "--family", fam)
