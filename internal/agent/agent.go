@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/tabbynet/tabby/api/v1"
@@ -53,6 +55,11 @@ type Agent struct {
 
 	lastResync      time.Time // nftables
 	lastRouteResync time.Time // routes and links
+	// background runs the nftables resync, which reads the whole table
+	// (~300 ms with 140,000 set elements), beside the loop, so that
+	// changes are not held up meanwhile; resyncing is set while it runs.
+	background sync.WaitGroup
+	resyncing  atomic.Bool
 	// received is the highest datastore revision the syncer reached;
 	// a successful apply publishes it as Status.AppliedRevision.
 	received int64
@@ -384,6 +391,7 @@ func (a *Agent) buildDataplane(ctx context.Context) error {
 }
 
 func (a *Agent) closeDataplane() {
+	a.background.Wait()
 	if a.nft != nil {
 		a.nft.Close()
 	}
@@ -507,17 +515,20 @@ func (a *Agent) publish(linkStatus map[string]links.Status, routeProblems map[st
 // already a full compare for routes; links and nftables have Verify and
 // Resync.
 func (a *Agent) resync(ctx context.Context, now time.Time) {
-	if due(a.dpConfig.NftablesRefreshInterval, 90*time.Second, a.lastResync, now) {
+	if due(a.dpConfig.NftablesRefreshInterval, 90*time.Second, a.lastResync, now) && a.resyncing.CompareAndSwap(false, true) {
 		a.lastResync = now
-		res, err := a.nft.Resync(ctx)
-		if err != nil {
-			a.log.Error("nftables resync failed", "err", err)
-		}
-		repairs := res.Repairs
-		if repairs > 0 {
-			a.metrics.resyncRepairs.WithLabelValues("nftables").Add(float64(repairs))
-			a.log.Warn("nftables resync repaired drift", "repairs", repairs)
-		}
+		renderer := a.nft
+		a.background.Go(func() {
+			defer a.resyncing.Store(false)
+			res, err := renderer.Resync(ctx)
+			if err != nil && ctx.Err() == nil {
+				a.log.Error("nftables resync failed", "err", err)
+			}
+			if repairs := res.Repairs; repairs > 0 {
+				a.metrics.resyncRepairs.WithLabelValues("nftables").Add(float64(repairs))
+				a.log.Warn("nftables resync repaired drift", "repairs", repairs)
+			}
+		})
 	}
 	if !due(a.dpConfig.RouteRefreshInterval, 90*time.Second, a.lastRouteResync, now) {
 		return

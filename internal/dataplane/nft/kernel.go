@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/google/nftables"
@@ -40,6 +41,7 @@ const sockBuf = 64 << 20
 type kernel struct {
 	table string
 	rd    *netlink.Conn // dumps
+	rdMu  sync.Mutex    // one dump at a time on rd (Resync reads outside the renderer's lock)
 	tx    *netlink.Conn // transactions
 	nsFd  int
 	// wr only encodes: its "socket" captures the batch that Flush would
@@ -123,6 +125,8 @@ func (k *kernel) request(typ uint16, flags netlink.HeaderFlags, attrs ...netlink
 	}
 	// struct nfgenmsg: family, version, resource id (big endian).
 	data := append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, ab...)
+	k.rdMu.Lock()
+	defer k.rdMu.Unlock()
 	for try := 0; ; try++ {
 		msgs, err := k.rd.Execute(netlink.Message{
 			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | int(typ)), Flags: netlink.Request | flags},

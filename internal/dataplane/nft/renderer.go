@@ -82,6 +82,10 @@ type Renderer struct {
 	// st is the kernel's table as of the last successful transaction or
 	// read; nil when unknown (before the first read, after a failure).
 	st *kState
+	// gen counts the transactions tried (and the times st was dropped):
+	// a Resync that read the kernel without mu uses its read only if gen
+	// did not change meanwhile.
+	gen uint64
 	// done is the desired state of the last successful Apply or Resync:
 	// an Apply with the same state (same pointers) has nothing to do.
 	done struct {
@@ -179,7 +183,7 @@ func (r *Renderer) EndpointStatus(id policy.EndpointID) EndpointStatus {
 // Resync for repairing changes made behind its back). With nothing to
 // change it makes no writes. Safe to call at any time; idempotent.
 func (r *Renderer) Apply(ctx context.Context) (Result, error) {
-	return r.run(ctx, false)
+	return r.run(ctx, false, nil, 0)
 }
 
 // Resync reads the whole table from the kernel, compares it with the
@@ -188,13 +192,32 @@ func (r *Renderer) Apply(ctx context.Context) (Result, error) {
 // are already right are not touched: rules keep their handles, so a
 // restarted agent can Resync over the table its predecessor left without
 // interrupting traffic. Result.Repairs counts the differences found.
+//
+// Reading a large table takes a while (~300 ms with 140,000 set
+// elements), so Resync reads it without holding the lock that Apply
+// takes: an Apply from another goroutine meanwhile is not held up. If a
+// transaction was made while it read, the read may be stale and Resync
+// reads again under the lock.
 func (r *Renderer) Resync(ctx context.Context) (Result, error) {
-	return r.run(ctx, true)
+	r.mu.Lock()
+	gen := r.gen
+	r.mu.Unlock()
+	read, err := r.k.readState()
+	if err != nil {
+		read = nil // read again, under the lock, and report the error then
+	}
+	return r.run(ctx, true, read, gen)
 }
 
-func (r *Renderer) run(ctx context.Context, full bool) (Result, error) {
+// run applies the desired state. With full it compares with the
+// kernel's table: read, if it is not nil and no transaction was tried
+// since gen, else a read made now.
+func (r *Renderer) run(ctx context.Context, full bool, read *kState, gen uint64) (Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if read != nil && r.gen != gen {
+		read = nil // stale: a transaction was made while it was read
+	}
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
@@ -214,9 +237,13 @@ func (r *Renderer) run(ctx context.Context, full bool) (Result, error) {
 	st := r.st
 	hadRecord := st != nil
 	if full || st == nil {
-		now, err := r.k.readState()
+		now, err := read, error(nil)
+		if now == nil {
+			now, err = r.k.readState()
+		}
 		if err != nil {
 			r.st = nil
+			r.gen++
 			return res, fmt.Errorf("reading table %s: %w", r.cfg.TableName, err)
 		}
 		if full && hadRecord {
@@ -239,6 +266,7 @@ func (r *Renderer) run(ctx context.Context, full bool) (Result, error) {
 	}
 	if err == nil {
 		res.Writes = p.b.n
+		r.gen++
 		err = p.b.commit()
 	} else {
 		p.b.discard()
