@@ -55,7 +55,11 @@ func WaitConverged(ctx context.Context, st *State) error {
 			s, err := clients[n.Name].Status(ctx)
 			switch {
 			case err != nil:
-				pending[n.Name] = err.Error()
+				// A request cut short by the deadline says nothing new:
+				// keep what the agent reported before, if anything.
+				if ctx.Err() == nil || pending[n.Name] == "no answer yet" {
+					pending[n.Name] = err.Error()
+				}
 			case s.AppliedRevision >= want:
 				delete(pending, n.Name)
 			default:

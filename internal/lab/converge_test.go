@@ -75,7 +75,7 @@ func TestWaitConverged(t *testing.T) {
 	}
 
 	agents["n2"].stuck.Store(true)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	err = WaitConverged(ctx, st)
 	if err == nil {
@@ -89,7 +89,7 @@ func TestWaitConverged(t *testing.T) {
 	// A node whose agent does not answer lags too, and is named.
 	st.Nodes = append(st.Nodes, Node{Name: "n3", Socket: filepath.Join(dir, "none.sock")})
 	agents["n2"].stuck.Store(false)
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Second)
 	defer cancel2()
 	if err := WaitConverged(ctx2, st); err == nil || !strings.Contains(err.Error(), "lagging: n3 (asking the agent") {
 		t.Errorf("with n3 down: %v", err)
