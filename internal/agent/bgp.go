@@ -134,10 +134,11 @@ func (a *Agent) restartSpeaker(ctx context.Context, cfg bgp.Config) error {
 	if err != nil {
 		return fmt.Errorf("starting the BGP speaker: %w", err)
 	}
-	a.log.Info("BGP speaker started", "as", cfg.ASNumber, "ipv4", cfg.IPv4Address, "ipv6", cfg.IPv6Address)
 	ictx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	inst := &bgp.Installer{Speaker: sp, Table: a.table, Log: a.log}
+	// The agent's own route resync (routeRefreshInterval) repairs the
+	// table; the installer only installs what BGP learns.
+	inst := &bgp.Installer{Speaker: sp, Table: a.table, Log: a.log, Resync: -1}
 	go func() {
 		defer close(done)
 		if err := inst.Run(ictx); err != nil {

@@ -3,10 +3,9 @@ package bgp
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"time"
-
-	"github.com/tabbynet/tabby/internal/bgp/nodeaddr"
 )
 
 // Defaults of Config.
@@ -156,15 +155,27 @@ func checkRestartTime(d time.Duration) error {
 	return nil
 }
 
-// interfaceAddrs is the default Config.LocalAddrs.
+// interfaceAddrs is the default Config.LocalAddrs: every address of the
+// namespace's interfaces, read with one request (it runs at every change
+// of the learned routes; asking per interface would dump every address
+// once per workload veth).
 func interfaceAddrs() ([]netip.Prefix, error) {
-	ifaces, err := nodeaddr.Interfaces()
+	addrs, err := net.InterfaceAddrs()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing addresses: %w", err)
 	}
-	var out []netip.Prefix
-	for _, i := range ifaces {
-		out = append(out, i.Addrs...)
+	out := make([]netip.Prefix, 0, len(addrs))
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok {
+			continue
+		}
+		ones, _ := ipn.Mask.Size()
+		out = append(out, netip.PrefixFrom(ip.Unmap(), ones))
 	}
 	return out, nil
 }

@@ -28,7 +28,8 @@ type Installer struct {
 	Table   RouteTable
 	Log     *slog.Logger
 	// Resync is how often Apply runs even with nothing new, to repair
-	// drift in the kernel (default 60s).
+	// drift in the kernel (0: the default, 60s; negative: never, for a
+	// caller that repairs the table itself, as the agent does).
 	Resync time.Duration
 	// RetryDelay is how long to wait after a failed Apply (default 1s).
 	RetryDelay time.Duration
@@ -44,15 +45,19 @@ func (in *Installer) Run(ctx context.Context) error {
 		log = slog.New(slog.DiscardHandler)
 	}
 	resync := in.Resync
-	if resync <= 0 {
+	if resync == 0 {
 		resync = DefaultLearnedResync
 	}
 	retry := in.RetryDelay
 	if retry <= 0 {
 		retry = time.Second
 	}
-	ticker := time.NewTicker(resync)
-	defer ticker.Stop()
+	var tick <-chan time.Time // nil: no periodic Apply
+	if resync > 0 {
+		ticker := time.NewTicker(resync)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
 	var retryC <-chan time.Time
 	waitingLogged := false
 	// Refused routes are logged once, when they first show up.
@@ -109,7 +114,7 @@ func (in *Installer) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-in.Speaker.Changes():
-		case <-ticker.C:
+		case <-tick:
 		case <-retryC:
 		}
 	}

@@ -166,16 +166,20 @@ func (t *topology) nodePeer(n nodeInfo, typ PeerType, client bool) (Peer, bool) 
 
 func (t *topology) addBGPPeer(bp v1.BGPPeer, others []nodeInfo) error {
 	s := bp.Spec
+	var nodeSel *selector.Selector
+	if s.Node == "" && s.NodeSelector != "" {
+		sel, err := selector.Parse(s.NodeSelector)
+		if err != nil {
+			return fmt.Errorf("nodeSelector: %w", err)
+		}
+		nodeSel = sel
+	}
 	appliesTo := func(n nodeInfo) (bool, error) {
 		switch {
 		case s.Node != "":
 			return s.Node == n.name, nil
-		case s.NodeSelector != "":
-			sel, err := selector.Parse(s.NodeSelector)
-			if err != nil {
-				return false, fmt.Errorf("nodeSelector: %w", err)
-			}
-			return sel.Evaluate(n.labels), nil
+		case nodeSel != nil:
+			return nodeSel.Evaluate(n.labels), nil
 		}
 		return true, nil
 	}
