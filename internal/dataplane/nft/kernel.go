@@ -132,8 +132,13 @@ func (k *kernel) request(typ uint16, flags netlink.HeaderFlags, attrs ...netlink
 			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | int(typ)), Flags: netlink.Request | flags},
 			Data:   data,
 		})
-		if err != nil || try == 4 || !slices.ContainsFunc(msgs, func(m netlink.Message) bool { return m.Header.Flags&unix.NLM_F_DUMP_INTR != 0 }) {
+		if err != nil || !slices.ContainsFunc(msgs, func(m netlink.Message) bool { return m.Header.Flags&unix.NLM_F_DUMP_INTR != 0 }) {
 			return msgs, err
+		}
+		if try == 4 {
+			// Comparing with a read that does not match the kernel would
+			// "repair" what is right: fail, and try again later.
+			return nil, errors.New("nf_tables dump interrupted 5 times in a row (the ruleset keeps changing)")
 		}
 	}
 }

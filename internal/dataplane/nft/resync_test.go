@@ -16,7 +16,6 @@ import (
 // set run while Resyncs run: no Resync may find drift, and the table ends
 // up exactly as rendered.
 func TestResyncConcurrentApply(t *testing.T) {
-	testkit.RequireRoot(t)
 	requireNft(t)
 	ns := testkit.NetNS(t)
 	r := newRenderer(t, ns, Config{})
