@@ -234,6 +234,7 @@ func (c *Client) applyOnce(ctx context.Context, objs []v1.Object, opts ApplyOpti
 
 	results := make([]ApplyResult, len(objs))
 	ops := make([]Op, 0, len(objs))
+	opResult := make([]int, 0, len(objs)) // the result each op writes
 	for i, obj := range objs {
 		op, action, err := c.planOne(ctx, keys[i], obj, opts)
 		if err != nil {
@@ -242,7 +243,7 @@ func (c *Client) applyOnce(ctx context.Context, objs []v1.Object, opts ApplyOpti
 		}
 		results[i] = ApplyResult{Object: obj, Action: action}
 		if action != Unchanged {
-			ops = append(ops, op)
+			ops, opResult = append(ops, op), append(opResult, i)
 		}
 	}
 	if err := c.checkPools(ctx, objs); err != nil {
@@ -254,17 +255,14 @@ func (c *Client) applyOnce(ctx context.Context, objs []v1.Object, opts ApplyOpti
 	if opts.DryRun {
 		return results, nil
 	}
-	var rev int64
+	// Each object gets the revision of the transaction that wrote it.
 	for start := 0; start < len(ops); start += maxTxnOps {
 		end := min(start+maxTxnOps, len(ops))
-		r, err := c.store.Txn(ctx, ops[start:end])
+		rev, err := c.store.Txn(ctx, ops[start:end])
 		if err != nil {
 			return nil, fmt.Errorf("writing: %w", err)
 		}
-		rev = r
-	}
-	for i := range results {
-		if results[i].Action != Unchanged {
+		for _, i := range opResult[start:end] {
 			results[i].Object.GetObjectMeta().ResourceVersion = strconv.FormatInt(rev, 10)
 		}
 	}

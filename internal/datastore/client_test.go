@@ -3,6 +3,7 @@ package datastore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -236,5 +237,43 @@ func TestApplyRetriesAfterConflict(t *testing.T) {
 	obj.(*v1.GlobalNetworkSet).Spec.Nets = []string{"10.1.1.6/32"}
 	if _, err := rc.Apply(ctx, []v1.Object{obj}, datastore.ApplyOptions{}); !errors.Is(err, datastore.ErrConflict) {
 		t.Errorf("Apply with a precondition after a concurrent write: got %v, want ErrConflict", err)
+	}
+}
+
+// An apply of more objects than one transaction holds writes several
+// transactions; every object comes back with the revision it was written
+// at, so that a compare-and-swap with it succeeds.
+func TestApplyManyReturnsEachRevision(t *testing.T) {
+	ctx := context.Background()
+	c := datastore.NewClient(memory.New())
+	var b strings.Builder
+	for i := range 300 {
+		fmt.Fprintf(&b, "---\napiVersion: tabby.dev/v1\nkind: GlobalNetworkSet\nmetadata: {name: s%03d}\nspec: {nets: [10.1.%d.%d/32]}\n", i, i/200, i%200+1)
+	}
+	res, err := c.Apply(ctx, decode(t, b.String()), datastore.ApplyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := v1.LookupKind("GlobalNetworkSet")
+	revs := map[string]bool{}
+	for _, r := range res {
+		m := r.Object.GetObjectMeta()
+		got, err := c.Get(ctx, info, "", m.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored := got.GetObjectMeta().ResourceVersion; stored != m.ResourceVersion {
+			t.Errorf("%s: apply returned resourceVersion %s, stored %s", m.Name, m.ResourceVersion, stored)
+		}
+		revs[m.ResourceVersion] = true
+	}
+	if len(revs) < 3 {
+		t.Errorf("300 objects written at %d revisions, want one per transaction (3)", len(revs))
+	}
+	// The returned object updates with a compare-and-swap.
+	obj := res[0].Object
+	obj.(*v1.GlobalNetworkSet).Spec.Nets = []string{"10.9.9.9/32"}
+	if _, err := c.Apply(ctx, []v1.Object{obj}, datastore.ApplyOptions{}); err != nil {
+		t.Errorf("updating with the returned resourceVersion: %v", err)
 	}
 }
