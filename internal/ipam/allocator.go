@@ -401,10 +401,10 @@ func blocksInPools(names []string, pools []*pool) []string {
 }
 
 // handleState is what an operation knows about one handle: whether it
-// exists and, if it does, its value and revision.
+// exists and, if it does, its value and revision. Before it is read, it
+// is assumed not to exist.
 type handleState struct {
 	id     string
-	known  bool
 	exists bool
 	rev    int64
 	h      Handle
@@ -414,7 +414,7 @@ type handleState struct {
 func (hs *handleState) refresh(ctx context.Context, s datastore.Store) error {
 	kv, err := s.Get(ctx, handleKey(hs.id))
 	if errors.Is(err, datastore.ErrNotFound) {
-		hs.known, hs.exists, hs.rev, hs.h = true, false, 0, Handle{ID: hs.id, Blocks: map[string]int{}}
+		hs.exists, hs.rev, hs.h = false, 0, Handle{ID: hs.id, Blocks: map[string]int{}}
 		return nil
 	}
 	if err != nil {
@@ -424,17 +424,17 @@ func (hs *handleState) refresh(ctx context.Context, s datastore.Store) error {
 	if err != nil {
 		return err
 	}
-	hs.known, hs.exists, hs.rev, hs.h = true, true, kv.Revision, *h
+	hs.exists, hs.rev, hs.h = true, kv.Revision, *h
 	return nil
 }
 
 // op returns the write of the handle with delta more addresses in block
-// name (delta may be negative), and the new value. When the handle's
-// state is unknown it is assumed not to exist (the common case of a new
-// workload); the Create fails with ErrExists if it does.
+// name (delta may be negative), and the new value. A handle not read yet
+// is assumed not to exist (the common case of a new workload); the Create
+// fails with ErrExists if it does.
 func (hs *handleState) op(name string, delta int) (datastore.Op, Handle, error) {
 	next := Handle{ID: hs.id, Blocks: map[string]int{}}
-	if hs.known && hs.exists {
+	if hs.exists {
 		maps.Copy(next.Blocks, hs.h.Blocks)
 	}
 	next.Blocks[name] += delta
@@ -442,7 +442,7 @@ func (hs *handleState) op(name string, delta int) (datastore.Op, Handle, error) 
 		delete(next.Blocks, name)
 	}
 	key := handleKey(hs.id)
-	if !hs.known || !hs.exists {
+	if !hs.exists {
 		kv, err := encode(key, next)
 		return datastore.Op{Type: datastore.OpCreate, KV: kv}, next, err
 	}
@@ -456,7 +456,7 @@ func (hs *handleState) op(name string, delta int) (datastore.Op, Handle, error) 
 
 // written records a successful write of next at rev.
 func (hs *handleState) written(next Handle, rev int64) {
-	hs.known, hs.h = true, next
+	hs.h = next
 	hs.exists = len(next.Blocks) > 0
 	hs.rev = 0
 	if hs.exists {
