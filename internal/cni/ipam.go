@@ -222,14 +222,7 @@ func (d delegatedIPAM) assign(ctx context.Context, _ attachment) ([]netip.Addr, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("IPAM plugin %s: %w", d.typ, err)
 	}
-	var addrs []netip.Addr
-	for _, ipc := range res.IPs {
-		a, ok := netip.AddrFromSlice(ipc.Address.IP)
-		if !ok {
-			continue
-		}
-		addrs = append(addrs, a.Unmap())
-	}
+	addrs := addrsOf(res.IPs)
 	if len(addrs) == 0 {
 		return nil, nil, fmt.Errorf("IPAM plugin %s returned no address", d.typ)
 	}
