@@ -164,7 +164,8 @@ func checkSelector(errs *fieldErrors, p fieldPath, s string, allowGlobal bool) {
 	if s == "" {
 		return
 	}
-	if _, err := selector.Parse(s); err != nil {
+	sel, err := selector.Parse(s)
+	if err != nil {
 		var pe *selector.ParseError
 		if errors.As(err, &pe) {
 			errs.addf(p, s, "invalid selector at position %d: %s", pe.Pos, pe.Msg)
@@ -173,8 +174,12 @@ func checkSelector(errs *fieldErrors, p fieldPath, s string, allowGlobal bool) {
 		}
 		return
 	}
-	if !allowGlobal && strings.Contains(s, "global(") {
+	switch {
+	case !sel.UsesGlobal():
+	case !allowGlobal:
 		errs.add(p, s, "global() can only be used in a rule's namespaceSelector")
+	case !sel.IsGlobal():
+		errs.add(p, s, "global() cannot be combined with other selectors")
 	}
 }
 

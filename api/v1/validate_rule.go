@@ -116,10 +116,6 @@ func checkEntityRule(errs *fieldErrors, p fieldPath, e *EntityRule) {
 	checkSelector(errs, p.child("selector"), e.Selector, false)
 	checkSelector(errs, p.child("notSelector"), e.NotSelector, false)
 	checkSelector(errs, p.child("namespaceSelector"), e.NamespaceSelector, true)
-	if e.NamespaceSelector != "" && strings.Contains(e.NamespaceSelector, "global(") &&
-		strings.TrimSpace(e.NamespaceSelector) != "global()" {
-		errs.add(p.child("namespaceSelector"), e.NamespaceSelector, "global() cannot be combined with other selectors")
-	}
 	checkPorts(errs, p.child("ports"), e.Ports)
 	checkPorts(errs, p.child("notPorts"), e.NotPorts)
 	if sa := e.ServiceAccounts; sa != nil {

@@ -150,6 +150,11 @@ func TestInvalidRules(t *testing.T) {
 			`spec.ingress[0].source.notSelector: "a in {'x'": invalid selector at position 9: expected "," or "}", found end of input`,
 			`spec.ingress[0].source.namespaceSelector: "global() && a == 'b'": global() cannot be combined with other selectors`,
 			`spec.selector: "app ==": invalid selector at position 6: expected a quoted string, found end of input`)},
+		// global() is found in the parsed selector, not in its text: with a
+		// space, and not inside a quoted value.
+		{"global() by syntax", policy("  selector: a == \"global(\"\n  ingress:\n  - {action: Allow, source: {selector: global (), namespaceSelector: global () || a == 'b'}}\n"), gnpErrs(
+			`spec.ingress[0].source.selector: "global ()": global() can only be used in a rule's namespaceSelector`,
+			`spec.ingress[0].source.namespaceSelector: "global () || a == 'b'": global() cannot be combined with other selectors`)},
 		{"service accounts and rule metadata", policy("  egress:\n  - action: Allow\n    destination: {serviceAccounts: {names: [Web], selector: '!'}}\n    metadata: {annotations: {'a b': c}}\n"), gnpErrs(
 			`spec.egress[0].destination.serviceAccounts.names[0]: "Web": must consist of lower case letters, digits, '-' and '.', and start and end with a letter or digit`,
 			`spec.egress[0].destination.serviceAccounts.selector: "!": invalid selector at position 1: expected an expression, found end of input`,

@@ -105,3 +105,15 @@ func (s *Selector) Evaluate(l Labels) bool {
 	}
 	return s.root.eval(l)
 }
+
+// UsesGlobal reports whether global() appears anywhere in the selector.
+func (s *Selector) UsesGlobal() bool {
+	var walk func(n *node) bool
+	walk = func(n *node) bool {
+		return n.op == opGlobal || slices.ContainsFunc(n.kids, walk)
+	}
+	return walk(s.root)
+}
+
+// IsGlobal reports whether the selector is exactly global().
+func (s *Selector) IsGlobal() bool { return s.root.op == opGlobal }
