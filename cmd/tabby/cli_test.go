@@ -257,6 +257,17 @@ func TestContexts(t *testing.T) {
 	if code := run([]string{"tabby", "config", "use-context", "nope"}, nil, &out, &errb); code == 0 || !strings.Contains(errb.String(), `context "nope": no such context`) {
 		t.Errorf("use-context nope: %q", errb.String())
 	}
+	// A context the file cannot hold (a certificate without its key) is
+	// refused, and nothing claims it was set.
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"tabby", "config", "set-context", "half", "--endpoints", "https://127.0.0.1:2379", "--cert", "c.pem"}, nil, &out, &errb); code == 0 || strings.Contains(out.String(), "set") {
+		t.Errorf("set-context with a cert and no key: exit %d, out %q, err %q", code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"tabby", "config", "get-contexts"}, nil, &out, &errb); code != 0 || strings.Contains(out.String(), "half") {
+		t.Errorf("get-contexts after a refused set-context: %q", out.String())
+	}
 }
 
 func TestBadFlagsGiveClearErrors(t *testing.T) {

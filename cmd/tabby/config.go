@@ -27,12 +27,11 @@ func newConfigCommand(a *app) *cobra.Command {
 			Example: "  tabby config use-context lab",
 			Args:    cobra.ExactArgs(1),
 			RunE: func(_ *cobra.Command, args []string) error {
-				return a.editConfig(func(f *cliconfig.File) error {
+				return a.editConfig(fmt.Sprintf("Switched to context %q.", args[0]), func(f *cliconfig.File) error {
 					if _, ok := f.Context(args[0]); !ok {
 						return fmt.Errorf("context %q: no such context", args[0])
 					}
 					f.CurrentContext = args[0]
-					fmt.Fprintf(a.streams.out, "Switched to context %q.\n", args[0])
 					return nil
 				})
 			},
@@ -87,11 +86,10 @@ func newConfigCommand(a *app) *cobra.Command {
 			Example: "  tabby config delete-context old-lab",
 			Args:    cobra.ExactArgs(1),
 			RunE: func(_ *cobra.Command, args []string) error {
-				return a.editConfig(func(f *cliconfig.File) error {
+				return a.editConfig(fmt.Sprintf("Deleted context %q.", args[0]), func(f *cliconfig.File) error {
 					if !f.DeleteContext(args[0]) {
 						return fmt.Errorf("context %q: no such context", args[0])
 					}
-					fmt.Fprintf(a.streams.out, "Deleted context %q.\n", args[0])
 					return nil
 				})
 			},
@@ -122,12 +120,11 @@ func newSetContextCommand(a *app) *cobra.Command {
 					return fmt.Errorf("%s: %w", p.flag, err)
 				}
 			}
-			return a.editConfig(func(f *cliconfig.File) error {
+			return a.editConfig(fmt.Sprintf("Context %q set.", args[0]), func(f *cliconfig.File) error {
 				f.SetContext(cliconfig.Context{Name: args[0], Datastore: ds})
 				if use {
 					f.CurrentContext = args[0]
 				}
-				fmt.Fprintf(a.streams.out, "Context %q set.\n", args[0])
 				return nil
 			})
 		},
@@ -144,7 +141,9 @@ func newSetContextCommand(a *app) *cobra.Command {
 }
 
 // editConfig loads the config file, applies edit and saves it.
-func (a *app) editConfig(edit func(*cliconfig.File) error) error {
+// editConfig loads the config file, lets edit change it, saves it, and
+// only then prints done (so nothing claims a change that was not saved).
+func (a *app) editConfig(done string, edit func(*cliconfig.File) error) error {
 	path := a.configPath()
 	f, err := cliconfig.Load(path)
 	if err != nil {
@@ -153,5 +152,9 @@ func (a *app) editConfig(edit func(*cliconfig.File) error) error {
 	if err := edit(f); err != nil {
 		return err
 	}
-	return f.Save(path)
+	if err := f.Save(path); err != nil {
+		return err
+	}
+	fmt.Fprintln(a.streams.out, done)
+	return nil
 }

@@ -10,8 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
 	v1 "github.com/tabbynet/tabby/api/v1"
 )
 
@@ -132,21 +130,14 @@ var now = time.Now
 func printObjects(w io.Writer, objs []v1.Object, info v1.KindInfo, f outputFormat, allNamespaces bool) error {
 	switch f {
 	case formatYAML:
-		for i, o := range objs {
-			data, err := yaml.Marshal(o)
-			if err != nil {
-				return err
-			}
-			if i > 0 {
-				fmt.Fprintln(w, "---")
-			}
-			if _, err := w.Write(data); err != nil {
-				return err
-			}
+		data, err := v1.EncodeYAML(objs...)
+		if err != nil {
+			return err
 		}
-		return nil
+		_, err = w.Write(data)
+		return err
 	case formatJSON:
-		var v any = objs
+		var v any
 		if len(objs) == 1 {
 			v = objs[0]
 		} else {
