@@ -81,7 +81,7 @@ exits with status 1 if connectivity did not come back within 5s.`,
 	fl := cmd.Flags()
 	fl.StringVar(&cfg.Node, "node", "", "node to move to (required)")
 	_ = cmd.MarkFlagRequired("node")
-	fl.StringVar(&cfg.ProbeFrom, "probe-from", "", "workload that probes the moving one during the move (default: one on another node)")
+	fl.StringVar(&cfg.ProbeFrom, "probe-from", "", "workload that probes the moving one during the move (default: the first that gets an ICMP answer now, preferring one on neither node)")
 	fl.DurationVar(&cfg.Timeout, "timeout", 60*time.Second, "give up after this long")
 	fl.BoolVar(&asJSON, "json", false, "print the result as JSON (durations in nanoseconds)")
 	return cmd

@@ -51,12 +51,9 @@ func upLab(ctx context.Context, o *Options, cfg lab.Config) (*benchLab, error) {
 	return &benchLab{State: st, o: o}, nil
 }
 
-// downTimeout bounds taking a lab down with all its workloads.
-const downTimeout = 3 * time.Minute
-
-// Down removes every workload of the lab (CNI DEL, many at a time, which
-// lab.Down does one by one) and then the lab. It works after ctx ended,
-// and only once: later calls return the first call's result.
+// Down takes the lab down (lab.Down: CNI DEL of every workload, several at
+// a time, then everything else). It works after ctx ended, and only once:
+// later calls return the first call's result.
 func (l *benchLab) Down() error {
 	l.once.Do(func() {
 		start := time.Now()
@@ -65,18 +62,8 @@ func (l *benchLab) Down() error {
 			l.client.Store().Close()
 		}
 		l.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), downTimeout)
-		defer cancel()
-		var errs []error
-		if st, err := lab.Load(l.Name); err == nil && len(st.Workloads) > 0 {
-			if err := lab.RemoveBatch(ctx, l.Name, nil, lab.BatchOptions{Parallel: 8}); err != nil {
-				// lab.Down tries the rest again and removes the namespaces.
-				l.o.Log.Warn("removing the workloads", "lab", l.Name, "err", err)
-			}
-		}
 		warn := func(err error) { l.o.Log.Warn("taking the lab down", "lab", l.Name, "err", err) }
-		errs = append(errs, lab.Down(l.Name, warn))
-		l.err = errors.Join(errs...)
+		l.err = lab.Down(l.Name, warn)
 		l.o.Log.Debug("lab down", "lab", l.Name, "took", time.Since(start), "err", l.err)
 	})
 	return l.err

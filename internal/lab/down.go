@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/tabbynet/tabby/internal/netns"
@@ -76,17 +77,27 @@ func detach(st *State, warn func(error)) {
 		}
 		return
 	}
-	for _, w := range st.Workloads {
+	// Several DELs at a time (a lab may have hundreds of workloads); each
+	// failure is reported and the rest go on.
+	var mu sync.Mutex
+	_ = parallel(context.Background(), len(st.Workloads), detachParallel, true, func(i int) error {
+		w := st.Workloads[i]
 		if w.ContainerID == "" {
-			continue // reserved, never attached
+			return nil // reserved, never attached
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), delTimeout)
+		defer cancel()
 		if err := cniDel(ctx, st, w); err != nil {
+			mu.Lock()
 			warn(err)
+			mu.Unlock()
 		}
-		cancel()
-	}
+		return nil
+	})
 }
+
+// detachParallel is how many CNI DELs Down runs at once.
+const detachParallel = 8
 
 // Namespaces lists every namespace of the lab: workloads, nodes, ToRs,
 // fabric.
