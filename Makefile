@@ -1,7 +1,11 @@
 # Tabby: sudo make demo runs the main job; sudo make test installs every
 # test dependency and runs all tests.
 SHELL   := /bin/bash
-GO      ?= go
+# sudo's secure_path often lacks Go's directory (/usr/local/go/bin): find
+# go there too, and put its directory on PATH for the scripts and tests,
+# which run go themselves.
+GO      ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go),go)
+export PATH := $(patsubst %/,%,$(dir $(GO))):$(PATH)
 GOBIN   := $(shell $(GO) env GOBIN)
 ifeq ($(GOBIN),)
 GOBIN   := $(shell $(GO) env GOPATH)/bin
