@@ -46,13 +46,8 @@ numbers say nothing. See docs/benchmarks.md for a full run.`,
 				return fmt.Errorf("--runs: %d: must be 1 or more (0 for the default)", runs)
 			}
 			// Check every name before running anything.
-			known := map[string]bool{}
-			for _, s := range bench.Suites() {
-				known[s[0]] = true
-			}
 			for _, name := range args {
-				if !known[name] {
-					_, err := bench.Run(cmd.Context(), name, bench.Options{})
+				if err := bench.CheckSuite(name); err != nil {
 					return fmt.Errorf("SUITE: %w", err)
 				}
 			}

@@ -240,16 +240,25 @@ func Suites() [][2]string {
 // ErrUnknownSuite is returned by Run for a suite that does not exist.
 var ErrUnknownSuite = errors.New("unknown suite")
 
+// CheckSuite reports whether a suite called name exists (ErrUnknownSuite,
+// with the names there are, if not).
+func CheckSuite(name string) error {
+	if slices.ContainsFunc(suites, func(s suite) bool { return s.name == name }) {
+		return nil
+	}
+	var names []string
+	for _, s := range suites {
+		names = append(names, s.name)
+	}
+	return fmt.Errorf("%w %q: want one of %s", ErrUnknownSuite, name, strings.Join(names, ", "))
+}
+
 // Run runs the suite name.
 func Run(ctx context.Context, name string, o Options) (*Report, error) {
-	i := slices.IndexFunc(suites, func(s suite) bool { return s.name == name })
-	if i < 0 {
-		var names []string
-		for _, s := range suites {
-			names = append(names, s.name)
-		}
-		return nil, fmt.Errorf("%w %q: want one of %s", ErrUnknownSuite, name, strings.Join(names, ", "))
+	if err := CheckSuite(name); err != nil {
+		return nil, err
 	}
+	i := slices.IndexFunc(suites, func(s suite) bool { return s.name == name })
 	o.defaults()
 	r := &Report{Suite: name, Quick: o.Quick, Runs: o.Runs, Machine: thisMachine(), Started: time.Now(), Params: map[string]any{}}
 	err := suites[i].run(ctx, &o, r)
